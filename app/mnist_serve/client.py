@@ -1,0 +1,80 @@
+"""How to call the service in each format it accepts.
+
+One place that knows every wire format, used by the tests, the benchmark
+and the load test, and a reference for client authors:
+
+    request = client.encode("raw", images)   # images: uint8 [N, 28, 28]
+    reply = requests.post(base_url + request.path, data=request.body, headers=request.headers)
+    client.labels("raw", reply.json())
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from mnist_serve.schemas import MODEL_NAME, OIP_INPUT
+
+JSON = {"content-type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def _unit_floats(images: np.ndarray) -> list:
+    # Four decimals resolve every 1/255 step and keep the body small.
+    return np.round(images / 255.0, 4).tolist()
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _oip(images: np.ndarray, datatype: str, shape: list[int], data: list) -> bytes:
+    tensor = {"name": OIP_INPUT, "datatype": datatype, "shape": shape, "data": data}
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
+
+ENCODERS = {
+    # The public tutorial's client: json=json.dumps(...), floats [N, 1, 28, 28].
+    "tutorial": lambda x: Request("/", json.dumps(json.dumps({"image": _unit_floats(x[:, None])})).encode(), JSON),
+    "json": lambda x: Request("/predict", json.dumps({"image": _unit_floats(x)}).encode(), JSON),
+    "json-uint8": lambda x: Request("/predict", json.dumps({"image": x[:, None].tolist()}).encode(), JSON),
+    "raw": lambda x: Request("/predict", x.astype(np.uint8).tobytes(), {"content-type": "application/octet-stream"}),
+    "png": lambda x: Request("/predict", _png(x[0]), {"content-type": "image/png"}),
+    "oip-fp32": lambda x: Request(
+        INFER_PATH, _oip(x, "FP32", [len(x), 1, 28, 28], np.round(x.ravel() / 255.0, 4).tolist()), JSON
+    ),
+    "oip-uint8": lambda x: Request(INFER_PATH, _oip(x, "UINT8", [len(x), 784], x.ravel().tolist()), JSON),
+}
+FORMATS = tuple(ENCODERS)
+# Formats that carry one image per request.
+SINGLE_IMAGE = {"png"}
+
+
+def encode(fmt: str, images: np.ndarray) -> Request:
+    """A request for uint8 images [N, 28, 28] (N = 1 for single-image formats)."""
+    if fmt in SINGLE_IMAGE and len(images) != 1:
+        raise ValueError(f"format {fmt!r} carries exactly one image")
+    return ENCODERS[fmt](images)
+
+
+def labels(fmt: str, reply: dict) -> list[int]:
+    """The predicted labels in a reply to a request made by `encode(fmt, ...)`."""
+    if fmt == "tutorial":
+        return reply["predicted_label"]
+    if fmt.startswith("oip"):
+        return next(o["data"] for o in reply["outputs"] if o["name"] == "label")
+    return reply["labels"]

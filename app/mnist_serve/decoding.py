@@ -1,0 +1,165 @@
+"""Decode request bodies into pixel arrays. Pure functions: no Ray, no torch.
+
+Every decoder returns `[N, 28, 28]` pixels, either uint8 (0–255) or float32
+([0, 1]), or raises `InputError` naming what is wrong with the input, which
+the HTTP layer turns into a 4xx response.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from mnist_serve.config import Limits
+
+SIDE = 28
+PIXELS = SIDE * SIDE
+
+
+class InputError(ValueError):
+    """The request is invalid; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_batch_size(n: int, limits: Limits) -> None:
+    if n == 0:
+        raise InputError("the request holds no images")
+    if n > limits.max_images:
+        raise InputError(f"the request holds {n} images; at most {limits.max_images} are allowed", 413)
+
+
+def from_nested(values: object, limits: Limits, *, name: str = "image") -> np.ndarray:
+    """JSON arrays → pixels.
+
+    Shapes: [28, 28], [N, 28, 28] or [N, 1, 28, 28]. Arrays of integers only
+    are 0–255 pixel values; arrays with any float are intensities in [0, 1].
+    """
+    if not isinstance(values, list):
+        raise InputError(f"'{name}' must be an array of pixel rows, got {type(values).__name__}")
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:  # ragged nesting
+        raise InputError(f"'{name}' is not a rectangular array: {exc}") from None
+    if array.dtype == bool or array.dtype.kind not in "iuf":
+        raise InputError(f"'{name}' must hold only numbers (got {array.dtype.kind!r} elements, ragged rows or strings)")
+    return from_array(array, limits, name=name)
+
+
+def from_array(array: np.ndarray, limits: Limits, *, name: str = "image") -> np.ndarray:
+    """A numeric array of one of the accepted shapes → pixels; see `from_nested`."""
+    if array.size == 0:
+        raise InputError(f"'{name}' is empty: the request holds no images")
+    shape = list(array.shape)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    elif array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 3 or array.shape[1:] != (SIDE, SIDE):
+        raise InputError(
+            f"'{name}' has shape {shape}; expected [28, 28], [N, 28, 28] or [N, 1, 28, 28]"
+        )
+    check_batch_size(array.shape[0], limits)
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise InputError(f"'{name}' contains NaN or infinite values")
+        if array.min() < 0.0 or array.max() > 1.0:
+            raise InputError(
+                f"'{name}' holds floats outside [0, 1] (min {array.min():g}, max {array.max():g}); "
+                "send floats in [0, 1] or integers 0–255"
+            )
+        return array.astype(np.float32, copy=False)
+    if array.min() < 0 or array.max() > 255:
+        raise InputError(
+            f"'{name}' holds integers outside 0–255 (min {array.min()}, max {array.max()})"
+        )
+    return array.astype(np.uint8)
+
+
+def from_raw_bytes(body: bytes, limits: Limits) -> np.ndarray:
+    """`application/octet-stream`: N×784 uint8 pixels, row-major."""
+    if len(body) % PIXELS:
+        raise InputError(f"a raw body must be a multiple of {PIXELS} bytes (28×28 uint8 per image); got {len(body)}")
+    check_batch_size(len(body) // PIXELS, limits)
+    return np.frombuffer(bytearray(body), dtype=np.uint8).reshape(-1, SIDE, SIDE)
+
+
+def from_png(body: bytes, limits: Limits) -> np.ndarray:
+    """`image/png` of any size → one 28×28 grayscale image."""
+    try:
+        with Image.open(io.BytesIO(body), formats=["PNG"]) as image:
+            if image.width * image.height > limits.max_png_pixels:
+                raise InputError(
+                    f"the PNG is {image.width}×{image.height}; at most {limits.max_png_pixels} pixels are allowed",
+                    413,
+                )
+            gray = image.convert("L")
+            if gray.size != (SIDE, SIDE):
+                # Area averaging when shrinking keeps strokes' intensity, as MNIST's own
+                # anti-aliased downscaling did; bilinear when enlarging.
+                shrinking = gray.width >= SIDE and gray.height >= SIDE
+                resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+                gray = gray.resize((SIDE, SIDE), resample)
+            return np.asarray(gray, dtype=np.uint8)[np.newaxis]
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"the body is not a readable PNG image: {exc}", 400) from None
+
+
+def parse_json(body: bytes) -> object:
+    """Strict JSON: NaN and Infinity literals are refused rather than let through."""
+
+    def refuse(literal: str) -> float:
+        raise InputError(f"invalid JSON: {literal} is not a JSON number", 400)
+
+    try:
+        return json.loads(body, parse_constant=refuse)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"invalid JSON: {exc}", 400) from None
+
+
+def from_tutorial_body(body: bytes, limits: Limits) -> np.ndarray:
+    """The public tutorial's `POST /` body.
+
+    Its client posts `json=json.dumps({"image": ...})`: a JSON string that
+    holds the JSON object. A plain JSON object works too.
+    """
+    payload = parse_json(body)
+    if isinstance(payload, str):
+        payload = parse_json(payload.encode())
+    if not isinstance(payload, dict) or "image" not in payload:
+        raise InputError('the body must be a JSON object {"image": [...]} (or a JSON string holding one)')
+    return from_nested(payload["image"], limits)
+
+
+def flat_tensor(data: list, shape: list[int], datatype: str, limits: Limits) -> np.ndarray:
+    """An Open Inference Protocol input tensor (FP32 or UINT8, [N,1,28,28] or [N,784]) → pixels."""
+    if len(shape) == 4 and shape[1:] == [1, SIDE, SIDE] or len(shape) == 2 and shape[1] == PIXELS:
+        n = shape[0]
+    else:
+        raise InputError(f"input shape {shape} is not supported; use [N, 1, 28, 28] or [N, 784]", 400)
+    check_batch_size(n, limits)
+    try:
+        array = np.asarray(data)
+    except ValueError:
+        raise InputError("input data is not a rectangular array", 400) from None
+    if array.dtype == bool or array.dtype.kind not in "iuf":
+        raise InputError("input data must hold only numbers", 400)
+    if array.size != n * PIXELS:
+        raise InputError(f"input data holds {array.size} values but shape {shape} needs {n * PIXELS}", 400)
+    if datatype == "UINT8" and array.dtype.kind == "f":
+        if not (np.isfinite(array).all() and (array == np.round(array)).all()):
+            raise InputError("UINT8 input data must hold integers", 400)
+        array = array.astype(np.int64)
+    elif datatype == "FP32":
+        array = array.astype(np.float64)
+    try:
+        return from_array(array.reshape(n, SIDE, SIDE), limits, name="data")
+    except InputError as exc:
+        raise InputError(str(exc), 400) from None

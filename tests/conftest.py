@@ -1,0 +1,66 @@
+"""Shared fixtures: the real MNIST test set and the application on a local Ray."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from localray import WEIGHTS, LocalRayCluster, Ports, serve_config
+from mnist_serve import data
+
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its layer, from the folder it lives in."""
+    for item in items:
+        layer = Path(item.fspath).relative_to(TESTS).parts[0]
+        item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture(scope="session")
+def mnist_test() -> data.MNIST:
+    return data.load("test")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> LocalRayCluster:
+    if not WEIGHTS.is_file():
+        pytest.fail(f"no trained weights at {WEIGHTS}: run `make model` (make test does)")
+    # Ray's socket paths must stay short: use a short temp dir, not pytest's.
+    temp_dir = Path(f"/tmp/mnist-serve-{int(time.time())}")
+    temp_dir.mkdir()
+    cluster = LocalRayCluster(temp_dir)
+    cluster.start()
+    try:
+        cluster.deploy(serve_config(cluster.ports))
+        cluster.wait_running()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(cluster: LocalRayCluster) -> str:
+    return cluster.serve_url
+
+
+@pytest.fixture
+def redeploy(cluster: LocalRayCluster):
+    """Deploy a changed serve config for one test; the original is restored after."""
+
+    def apply(change) -> dict:
+        config = serve_config(cluster.ports)
+        change(config)
+        started = time.time()
+        cluster.deploy(config)
+        return cluster.wait_running(since=started)
+
+    yield apply
+    started = time.time()
+    cluster.deploy(serve_config(cluster.ports))
+    cluster.wait_running(since=started)
+    assert requests.get(f"{cluster.serve_url}/health", timeout=10).ok
