@@ -44,6 +44,10 @@ model: $(STAMP) ## Train the CNN on MNIST (skipped when valid weights exist).
 run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (Ctrl-C stops it).
 	set -a && . app/ray.env && set +a && $(BIN)/serve run $(SERVE_CONFIG)
 
+.PHONY: samples
+samples: $(STAMP) ## Write a real test digit as a request body in every format (for curl).
+	$(BIN)/python -m mnist_serve.client --out artifacts/samples
+
 .PHONY: lint
 lint: $(STAMP) ## Lint and check formatting with ruff.
 	$(BIN)/ruff check app tests bench

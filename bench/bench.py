@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import requests
 import torch
 
@@ -65,9 +64,21 @@ def wrk(url: str, fmt: str, connections: int, seconds: int) -> dict:
         body.flush()
         env = {**os.environ, "BODY_FILE": body.name, "CONTENT_TYPE": request.headers["content-type"]}
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-             "-s", str(REPO / "bench" / "wrk_report.lua"), url + request.path],
-            env=env, capture_output=True, text=True, check=True,
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(REPO / "bench" / "wrk_report.lua"),
+                url + request.path,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["img_s"] = result["requests"] / (result["duration_us"] / 1e6)
@@ -104,9 +115,23 @@ def serve_service(name: str, env: dict, seconds: int) -> dict:
 
 def plain_fastapi(seconds: int) -> dict:
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(REPO / "bench"), "plain_fastapi:app",
-         "--host", "127.0.0.1", "--port", str(PLAIN_PORT), "--log-level", "warning", "--no-access-log"],
-        cwd=REPO, env={**os.environ, "MNIST_WEIGHTS": str(WEIGHTS)},
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(REPO / "bench"),
+            "plain_fastapi:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PLAIN_PORT),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        env={**os.environ, "MNIST_WEIGHTS": str(WEIGHTS)},
     )
     url = f"http://127.0.0.1:{PLAIN_PORT}"
     try:
@@ -138,13 +163,16 @@ def main() -> int:
         figures[mode] = serve_service(mode, SERVICE_MODES[mode], args.seconds)
 
     limit = figures["raw_model"]["img_s"]
-    print(f"\nratios (raw model limit {limit:.0f} img/s, "
-          f"{figures['raw_model']['threads']} threads, batch {figures['raw_model']['batch_size']}):")
+    print(
+        f"\nratios (raw model limit {limit:.0f} img/s, "
+        f"{figures['raw_model']['threads']} threads, batch {figures['raw_model']['batch_size']}):"
+    )
     print(f"  {'load':<10}" + "".join(f"{m + ' / plain':>30}{m + ' / model':>30}" for m in args.modes))
     for key in figures["plain_fastapi"]:
         plain = figures["plain_fastapi"][key]["img_s"]
         row = "".join(
-            f"{figures[m][key]['img_s'] / plain:>30.2f}{figures[m][key]['img_s'] / limit:>30.2f}" for m in args.modes
+            f"{figures[m][key]['img_s'] / plain:>30.2f}{figures[m][key]['img_s'] / limit:>30.2f}"
+            for m in args.modes
         )
         print(f"  {key:<10}{row}")
     if args.json:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from localray import WEIGHTS, LocalRayCluster, Ports, serve_config
+from localray import WEIGHTS, LocalRayCluster, serve_config
 from mnist_serve import data
 
 TESTS = Path(__file__).parent

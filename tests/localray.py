@@ -53,11 +53,11 @@ def serve_config(ports: Ports) -> dict:
 
 class LocalRayCluster:
     def __init__(
-        self, temp_dir: Path, ports: Ports = Ports(), num_cpus: int = 2, env: dict[str, str] | None = None
+        self, temp_dir: Path, ports: Ports | None = None, num_cpus: int = 2, env: dict[str, str] | None = None
     ) -> None:
         self.temp_dir = temp_dir
         self.env = ray_env() if env is None else env
-        self.ports = ports
+        self.ports = ports = ports or Ports()
         self.num_cpus = num_cpus
         self.process: subprocess.Popen | None = None
         self.dashboard_url = f"http://127.0.0.1:{ports.dashboard}"
@@ -67,7 +67,9 @@ class LocalRayCluster:
         for name, port in vars(self.ports).items():
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    raise RuntimeError(f"port {port} ({name}) is in use: is another local Ray cluster running?")
+                    raise RuntimeError(
+                        f"port {port} ({name}) is in use: is another local Ray cluster running?"
+                    )
 
     def start(self, timeout_s: float = 90) -> None:
         self._check_ports_free()
@@ -75,7 +77,10 @@ class LocalRayCluster:
         self.log = (self.temp_dir / "ray-start.log").open("w")
         self.process = subprocess.Popen(
             [
-                str(ray), "start", "--head", "--block",
+                str(ray),
+                "start",
+                "--head",
+                "--block",
                 "--node-ip-address=127.0.0.1",
                 f"--port={self.ports.gcs}",
                 f"--ray-client-server-port={self.ports.client}",
@@ -137,7 +142,10 @@ class LocalRayCluster:
         if self.process is None:
             return
         try:
-            tree = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+            tree = [
+                psutil.Process(self.process.pid),
+                *psutil.Process(self.process.pid).children(recursive=True),
+            ]
         except psutil.NoSuchProcess:
             tree = []
         # Ray workers start their own sessions: collect them as the raylet's children

@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -60,7 +61,9 @@ def _oip(request: Request) -> bool:
 def _error(request: Request, status: int, message: str) -> JSONResponse:
     # The OIP spec names the field "error"; FastAPI's convention is "detail".
     headers = {"Retry-After": "1"} if status in (429, 503) else None
-    return JSONResponse({"error" if _oip(request) else "detail": message}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"error" if _oip(request) else "detail": message}, status_code=status, headers=headers
+    )
 
 
 @app.exception_handler(InputError)
@@ -72,7 +75,7 @@ async def _input_error(request: Request, exc: InputError) -> JSONResponse:
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     if _oip(request):
         return _error(request, 400, "; ".join(_describe(e) for e in exc.errors()))
-    return JSONResponse({"detail": exc.errors()}, status_code=422)
+    return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
 def _describe(error: dict) -> str:
@@ -97,7 +100,9 @@ _PREDICT_BODY = {
             "application/octet-stream": {
                 "schema": {"type": "string", "format": "binary", "description": "N×784 uint8 pixels."}
             },
-            "image/png": {"schema": {"type": "string", "format": "binary", "description": "Any size; made 28×28 gray."}},
+            "image/png": {
+                "schema": {"type": "string", "format": "binary", "description": "Any size; made 28×28 gray."}
+            },
         },
     }
 }

@@ -6,13 +6,17 @@ and the load test, and a reference for client authors:
     request = client.encode("raw", images)   # images: uint8 [N, 28, 28]
     reply = requests.post(base_url + request.path, data=request.body, headers=request.headers)
     client.labels("raw", reply.json())
+
+`python -m mnist_serve.client` writes a real test digit in every format for curl.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -49,10 +53,14 @@ INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
 
 ENCODERS = {
     # The public tutorial's client: json=json.dumps(...), floats [N, 1, 28, 28].
-    "tutorial": lambda x: Request("/", json.dumps(json.dumps({"image": _unit_floats(x[:, None])})).encode(), JSON),
+    "tutorial": lambda x: Request(
+        "/", json.dumps(json.dumps({"image": _unit_floats(x[:, None])})).encode(), JSON
+    ),
     "json": lambda x: Request("/predict", json.dumps({"image": _unit_floats(x)}).encode(), JSON),
     "json-uint8": lambda x: Request("/predict", json.dumps({"image": x[:, None].tolist()}).encode(), JSON),
-    "raw": lambda x: Request("/predict", x.astype(np.uint8).tobytes(), {"content-type": "application/octet-stream"}),
+    "raw": lambda x: Request(
+        "/predict", x.astype(np.uint8).tobytes(), {"content-type": "application/octet-stream"}
+    ),
     "png": lambda x: Request("/predict", _png(x[0]), {"content-type": "image/png"}),
     "oip-fp32": lambda x: Request(
         INFER_PATH, _oip(x, "FP32", [len(x), 1, 28, 28], np.round(x.ravel() / 255.0, 4).tolist()), JSON
@@ -78,3 +86,32 @@ def labels(fmt: str, reply: dict) -> list[int]:
     if fmt.startswith("oip"):
         return next(o["data"] for o in reply["outputs"] if o["name"] == "label")
     return reply["labels"]
+
+
+def write_samples(out: Path, index: int = 0) -> dict[str, Path]:
+    """Write one real test digit as a request body in every format, for curl."""
+    from mnist_serve import data
+
+    split = data.load("test")
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for fmt in FORMATS:
+        path = out / f"{fmt}.body"
+        path.write_bytes(encode(fmt, split.images[index : index + 1]).body)
+        written[fmt] = path
+    (out / "label.txt").write_text(f"{split.labels[index]}\n")
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write request bodies for one MNIST test digit.")
+    parser.add_argument("--out", type=Path, default=Path("artifacts/samples"))
+    parser.add_argument("--index", type=int, default=0, help="which of the 10,000 test images")
+    args = parser.parse_args()
+    for fmt, path in write_samples(args.out, args.index).items():
+        print(f"{path}  ({fmt})")
+    print(f"expected label: {(args.out / 'label.txt').read_text().strip()}")
+
+
+if __name__ == "__main__":
+    main()

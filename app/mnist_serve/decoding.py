@@ -47,7 +47,9 @@ def from_nested(values: object, limits: Limits, *, name: str = "image") -> np.nd
     except ValueError as exc:  # ragged nesting
         raise InputError(f"'{name}' is not a rectangular array: {exc}") from None
     if array.dtype == bool or array.dtype.kind not in "iuf":
-        raise InputError(f"'{name}' must hold only numbers (got {array.dtype.kind!r} elements, ragged rows or strings)")
+        raise InputError(
+            f"'{name}' must hold only numbers (got {array.dtype.kind!r} elements, ragged rows or strings)"
+        )
     return from_array(array, limits, name=name)
 
 
@@ -61,9 +63,7 @@ def from_array(array: np.ndarray, limits: Limits, *, name: str = "image") -> np.
     elif array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 3 or array.shape[1:] != (SIDE, SIDE):
-        raise InputError(
-            f"'{name}' has shape {shape}; expected [28, 28], [N, 28, 28] or [N, 1, 28, 28]"
-        )
+        raise InputError(f"'{name}' has shape {shape}; expected [28, 28], [N, 28, 28] or [N, 1, 28, 28]")
     check_batch_size(array.shape[0], limits)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
@@ -75,16 +75,16 @@ def from_array(array: np.ndarray, limits: Limits, *, name: str = "image") -> np.
             )
         return array.astype(np.float32, copy=False)
     if array.min() < 0 or array.max() > 255:
-        raise InputError(
-            f"'{name}' holds integers outside 0–255 (min {array.min()}, max {array.max()})"
-        )
+        raise InputError(f"'{name}' holds integers outside 0–255 (min {array.min()}, max {array.max()})")
     return array.astype(np.uint8)
 
 
 def from_raw_bytes(body: bytes, limits: Limits) -> np.ndarray:
     """`application/octet-stream`: N×784 uint8 pixels, row-major."""
     if len(body) % PIXELS:
-        raise InputError(f"a raw body must be a multiple of {PIXELS} bytes (28×28 uint8 per image); got {len(body)}")
+        raise InputError(
+            f"a raw body must be a multiple of {PIXELS} bytes (28×28 uint8 per image); got {len(body)}"
+        )
     check_batch_size(len(body) // PIXELS, limits)
     return np.frombuffer(bytearray(body), dtype=np.uint8).reshape(-1, SIDE, SIDE)
 
@@ -95,7 +95,8 @@ def from_png(body: bytes, limits: Limits) -> np.ndarray:
         with Image.open(io.BytesIO(body), formats=["PNG"]) as image:
             if image.width * image.height > limits.max_png_pixels:
                 raise InputError(
-                    f"the PNG is {image.width}×{image.height}; at most {limits.max_png_pixels} pixels are allowed",
+                    f"the PNG is {image.width}×{image.height}; "
+                    f"at most {limits.max_png_pixels} pixels are allowed",
                     413,
                 )
             gray = image.convert("L")

@@ -10,9 +10,7 @@ from torchvision.transforms import v2
 from mnist_serve.data import MEAN, STD
 
 # ToDtype(scale=True) maps uint8 0–255 to [0, 1] and leaves float input as is.
-TRANSFORM = v2.Compose(
-    [v2.ToDtype(torch.float32, scale=True), v2.Normalize([MEAN], [STD])]
-)
+TRANSFORM = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize([MEAN], [STD])])
 
 
 def to_model_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,14 @@ def evaluate(model: MNISTNet, split: data.MNIST, batch_size: int = 1000) -> floa
     return correct / len(split.labels)
 
 
-def fit(images: torch.Tensor, labels: torch.Tensor, epochs: int, seed: int, batch_size: int = 64,
-        on_epoch=lambda epoch, loss: None) -> MNISTNet:
+def fit(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epochs: int,
+    seed: int,
+    batch_size: int = 64,
+    on_epoch=lambda epoch, loss: None,
+) -> MNISTNet:
     """Adam with a one-cycle learning rate: converges within a CI-sized budget.
 
     Seeded, with deterministic kernels: the same inputs give the same weights.
@@ -121,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "numpy_version": np.__version__,
         "epochs": args.epochs,
         "seed": args.seed,
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (args.out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     print(f"wrote {weights} (test accuracy {accuracy:.4f})")

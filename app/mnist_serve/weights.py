@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 import torch
@@ -73,9 +73,7 @@ def load_model(uri: str, expected_sha256: str | None = None) -> MNISTNet:
         (METADATA_FILE, metadata.get("weights_sha256")),
     ):
         if expected and expected != actual:
-            raise WeightsError(
-                f"sha256 of {path} is {actual}, but {source} expects {expected}"
-            )
+            raise WeightsError(f"sha256 of {path} is {actual}, but {source} expects {expected}")
     model = MNISTNet()
     # weights_only: never unpickle arbitrary objects from a weights file.
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

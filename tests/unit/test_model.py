@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from localray import WEIGHTS
 from mnist_serve import data, train
 from mnist_serve.preprocessing import to_model_input
 from mnist_serve.weights import WeightsError, load_model, sha256
-from localray import WEIGHTS
 
 
 def test_test_split_is_the_published_one(mnist_test):
