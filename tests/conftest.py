@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from localray import WEIGHTS, LocalRayCluster, serve_config
+from localray import WEIGHTS, LocalRayCluster, ray_env, serve_config
 from mnist_serve import data
 
 TESTS = Path(__file__).parent
@@ -33,7 +33,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> LocalRayCluster:
     # Ray's socket paths must stay short: use a short temp dir, not pytest's.
     temp_dir = Path(f"/tmp/mnist-serve-{int(time.time())}")
     temp_dir.mkdir()
-    cluster = LocalRayCluster(temp_dir)
+    # The shipped environment, but a replaced ingress replica drains for 2 s rather than
+    # Ray's 30 s margin for external load balancers: HAProxy here is local and reloads at once.
+    env = {**ray_env(), "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+    cluster = LocalRayCluster(temp_dir, env=env)
     cluster.start()
     try:
         cluster.deploy(serve_config(cluster.ports))

@@ -34,6 +34,8 @@ class Ports:
     dashboard: int = 28265
     client: int = 20001
     serve: int = 28000
+    haproxy_stats: int = 28404
+    haproxy_metrics: int = 29101
 
 
 def ray_env() -> dict[str, str]:
@@ -94,7 +96,15 @@ class LocalRayCluster:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=REPO,
-            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **self.env},
+            env={
+                **os.environ,
+                "RAY_USAGE_STATS_ENABLED": "0",
+                # HAProxy's side ports, moved off their defaults so that this cluster and
+                # a `make run` on the same machine do not collide.
+                "RAY_SERVE_HAPROXY_STATS_PORT": str(self.ports.haproxy_stats),
+                "RAY_SERVE_HAPROXY_METRICS_PORT": str(self.ports.haproxy_metrics),
+                **self.env,
+            },
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

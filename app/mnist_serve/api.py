@@ -128,6 +128,7 @@ class Ingress:
     def reconfigure(self, user_config: dict) -> None:
         Batching.model_validate(user_config).apply(self._pipeline)
 
+    # Several groups in flight: the next one is preprocessed while the classifier works.
     @serve.batch(**Batching().model_dump(), max_concurrent_batches=4)
     async def _pipeline(self, requests: list[np.ndarray]) -> list[Prediction]:
         model_input = self.preprocessor.preprocess.remote(requests)
