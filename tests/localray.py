@@ -99,6 +99,9 @@ class LocalRayCluster:
             env={
                 **os.environ,
                 "RAY_USAGE_STATS_ENABLED": "0",
+                # Explicit, so that a ~/.ray/auth_token left by any local ray.init()
+                # (Ray >= 2.52 writes one) does not switch this loopback cluster to token auth.
+                "RAY_AUTH_MODE": "disabled",
                 # HAProxy's side ports, moved off their defaults so that this cluster and
                 # a `make run` on the same machine do not collide.
                 "RAY_SERVE_HAPROXY_STATS_PORT": str(self.ports.haproxy_stats),
@@ -106,17 +109,29 @@ class LocalRayCluster:
                 **self.env,
             },
         )
+        try:
+            self._wait_for_dashboard(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_for_dashboard(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
+        status = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self.process.returncode}; see {self.log.name}")
             try:
-                if requests.get(f"{self.dashboard_url}/api/version", timeout=2).ok:
+                status = requests.get(f"{self.dashboard_url}/api/version", timeout=2).status_code
+                if status == 200:
                     return
             except requests.ConnectionError:
                 pass
             time.sleep(0.5)
-        raise TimeoutError(f"the Ray dashboard did not answer within {timeout_s}s; see {self.log.name}")
+        raise TimeoutError(
+            f"the Ray dashboard did not answer 200 within {timeout_s}s "
+            f"(last status {status}); see {self.log.name}"
+        )
 
     def deploy(self, config: dict) -> None:
         """PUT a serve config, as the KubeRay operator does."""
@@ -127,6 +142,11 @@ class LocalRayCluster:
     def details(self) -> dict:
         url = f"{self.dashboard_url}/api/serve/applications/?api_type=declarative"
         return requests.get(url, timeout=10).json()
+
+    def replicas(self, app: str = "mnist") -> dict[str, set[str]]:
+        """Replica IDs per deployment: a restarted or replaced replica gets a new one."""
+        deployments = self.details()["applications"][app]["deployments"]
+        return {name: {r["replica_id"] for r in d["replicas"]} for name, d in deployments.items()}
 
     def wait_running(self, timeout_s: float = 120, since: float = 0.0) -> dict:
         """Poll until every application is RUNNING; raise with Ray's message on failure.

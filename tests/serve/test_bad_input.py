@@ -194,14 +194,9 @@ CASES = [
 ]
 
 
-def replicas(cluster) -> dict[str, set[str]]:
-    deployments = cluster.details()["applications"]["mnist"]["deployments"]
-    return {name: {r["replica_id"] for r in d["replicas"]} for name, d in deployments.items()}
-
-
 @pytest.fixture(scope="module")
 def replicas_before(cluster):
-    return replicas(cluster)
+    return cluster.replicas()
 
 
 @pytest.mark.parametrize(
@@ -226,4 +221,4 @@ def test_service_still_answers_correctly_with_the_same_replicas(cluster, replica
     reply = requests.post(cluster.serve_url + request.path, data=request.body, headers=request.headers)
     assert reply.status_code == 200
     assert (np.array(reply.json()["labels"]) == mnist_test.labels[:200]).mean() >= 0.98
-    assert replicas(cluster) == replicas_before
+    assert cluster.replicas() == replicas_before

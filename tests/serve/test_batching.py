@@ -32,11 +32,6 @@ def batch_sizes_under_load(base_url, image, concurrency=64, total=640) -> collec
     return asyncio.run(run())
 
 
-def classifier_replicas(cluster) -> set[str]:
-    deployments = cluster.details()["applications"]["mnist"]["deployments"]
-    return {r["replica_id"] for r in deployments["Classifier"]["replicas"]}
-
-
 def test_batches_form_under_concurrent_load(base_url, mnist_test):
     sizes = batch_sizes_under_load(base_url, mnist_test.images[:1])
     print("forward-pass sizes seen by single-image requests:", dict(sorted(sizes.items())))
@@ -45,7 +40,7 @@ def test_batches_form_under_concurrent_load(base_url, mnist_test):
 
 
 def test_batch_size_changes_at_run_time_without_restarting_replicas(cluster, redeploy, mnist_test):
-    before = classifier_replicas(cluster)
+    before = cluster.replicas()
 
     def batch_of_one(config):
         for deployment in config["applications"][0]["deployments"]:
@@ -55,4 +50,4 @@ def test_batch_size_changes_at_run_time_without_restarting_replicas(cluster, red
     redeploy(batch_of_one)
     sizes = batch_sizes_under_load(cluster.serve_url, mnist_test.images[:1])
     assert set(sizes) == {1}
-    assert classifier_replicas(cluster) == before
+    assert cluster.replicas() == before
