@@ -59,6 +59,8 @@ lint: $(STAMP) ## Lint and check formatting with ruff.
 
 .PHONY: bench
 bench: model ## Benchmark: raw model vs this service vs plain FastAPI, side by side.
+	@command -v wrk >/dev/null || { echo "installing wrk (the load generator) with apt"; \
+		apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python bench/bench.py
 
 ##@ Tests
