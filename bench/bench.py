@@ -56,9 +56,7 @@ def raw_model(seconds: float = 2.0) -> dict:
     return best
 
 
-def wrk(url: str, fmt: str, connections: int, seconds: int) -> dict:
-    image = data.load("test").images[:1]
-    request = client.encode(fmt, image)
+def wrk(url: str, request: client.Request, connections: int, seconds: int) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".body") as body:
         body.write(request.body)
         body.flush()
@@ -86,11 +84,13 @@ def wrk(url: str, fmt: str, connections: int, seconds: int) -> dict:
 
 
 def load_series(name: str, url: str, seconds: int) -> dict:
+    image = data.load("test").images[:1]
     results = {}
     for fmt in FORMATS:
-        wrk(url, fmt, 8, 2)  # warm up
+        request = client.encode(fmt, image)
+        wrk(url, request, 8, 2)  # warm up
         for clients in CLIENTS:
-            r = wrk(url, fmt, clients, seconds)
+            r = wrk(url, request, clients, seconds)
             results[f"{fmt}/{clients}"] = r
             print(
                 f"  {name:<18} {fmt:<4} {clients:>3} clients: {r['img_s']:7.0f} img/s  "
@@ -102,8 +102,7 @@ def load_series(name: str, url: str, seconds: int) -> dict:
 
 
 def serve_service(name: str, env: dict, seconds: int) -> dict:
-    temp_dir = Path(tempfile.mkdtemp(prefix="mnist-bench-", dir="/tmp"))
-    cluster = LocalRayCluster(temp_dir, env=env)
+    cluster = LocalRayCluster(env=env)
     cluster.start()
     try:
         cluster.deploy(serve_config(cluster.ports))

@@ -27,16 +27,13 @@ def mnist_test() -> data.MNIST:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> LocalRayCluster:
+def cluster() -> LocalRayCluster:
     if not WEIGHTS.is_file():
         pytest.fail(f"no trained weights at {WEIGHTS}: run `make model` (make test does)")
-    # Ray's socket paths must stay short: use a short temp dir, not pytest's.
-    temp_dir = Path(f"/tmp/mnist-serve-{int(time.time())}")
-    temp_dir.mkdir()
     # The shipped environment, but a replaced ingress replica drains for 2 s rather than
     # Ray's 30 s margin for external load balancers: HAProxy here is local and reloads at once.
     env = {**ray_env(), "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
-    cluster = LocalRayCluster(temp_dir, env=env)
+    cluster = LocalRayCluster(env=env)
     cluster.start()
     try:
         cluster.deploy(serve_config(cluster.ports))

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +56,11 @@ def serve_config(ports: Ports) -> dict:
 
 class LocalRayCluster:
     def __init__(
-        self, temp_dir: Path, ports: Ports | None = None, num_cpus: int = 2, env: dict[str, str] | None = None
+        self, ports: Ports | None = None, num_cpus: int = 2, env: dict[str, str] | None = None
     ) -> None:
-        self.temp_dir = temp_dir
+        # Ray's unix socket paths must stay short: a fresh dir directly under /tmp (not
+        # pytest's deep tmp_path). Its logs are left there for diagnosis.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="mnist-serve-", dir="/tmp"))
         self.env = ray_env() if env is None else env
         self.ports = ports = ports or Ports()
         self.num_cpus = num_cpus
@@ -172,10 +175,8 @@ class LocalRayCluster:
         if self.process is None:
             return
         try:
-            tree = [
-                psutil.Process(self.process.pid),
-                *psutil.Process(self.process.pid).children(recursive=True),
-            ]
+            root = psutil.Process(self.process.pid)
+            tree = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             tree = []
         # Ray workers start their own sessions: collect them as the raylet's children

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mnist_serve import data
 from mnist_serve.schemas import MODEL_NAME, OIP_INPUT
 
 JSON = {"content-type": "application/json"}
@@ -90,8 +91,6 @@ def labels(fmt: str, reply: dict) -> list[int]:
 
 def write_samples(out: Path, index: int = 0) -> dict[str, Path]:
     """Write one real test digit as a request body in every format, for curl."""
-    from mnist_serve import data
-
     split = data.load("test")
     out.mkdir(parents=True, exist_ok=True)
     written = {}
