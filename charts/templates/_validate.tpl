@@ -1,0 +1,115 @@
+{{/*
+Guard rails the schema cannot express: they need several values at once, or the serve config
+as built. Each fails `helm install`/`template` with a message that names the value to fix.
+*/}}
+{{- define "mnist-serve.validate" -}}
+{{- $v := .Values }}
+
+{{- with $v.image.tag }}
+{{- if not (regexMatch (printf "(^|[^0-9.])%s($|[^0-9.])" (replace "." "\\." $v.rayVersion)) .) }}
+{{- fail (printf "image.tag %q does not match rayVersion %q: every Ray container must run the Ray version of the cluster (tags look like %s-ray%s-cpu)" . $v.rayVersion $.Chart.AppVersion $v.rayVersion) }}
+{{- end }}
+{{- end }}
+
+{{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) }}
+{{- fail "httpRoute.parentRefs: an enabled HTTPRoute needs at least one Gateway to attach to" }}
+{{- end }}
+
+{{- /* Nodes Ray can place replicas on: the head (when given CPUs) and every worker group. */}}
+{{- $nodes := list }}
+{{- $headCPUs := include "mnist-serve.rayCPUs" $v.head | int }}
+{{- if gt $headCPUs 0 }}
+{{- $nodes = append $nodes (dict "name" "head" "cpus" $headCPUs "gpus" 0 "count" 1) }}
+{{- end }}
+{{- $seen := dict }}
+{{- range $g := $v.workerGroups }}
+{{- $where := printf "workerGroups[%s]" $g.name }}
+{{- if hasKey $seen $g.name }}
+{{- fail (printf "workerGroups: the name %q is used twice; group names must be unique" $g.name) }}
+{{- end }}
+{{- $_ := set $seen $g.name true }}
+{{- if gt (int $g.minReplicas) (int $g.maxReplicas) }}
+{{- fail (printf "%s: minReplicas (%d) is greater than maxReplicas (%d)" $where (int $g.minReplicas) (int $g.maxReplicas)) }}
+{{- end }}
+{{- if or (lt (int $g.replicas) (int $g.minReplicas)) (gt (int $g.replicas) (int $g.maxReplicas)) }}
+{{- fail (printf "%s: replicas (%d) must lie between minReplicas (%d) and maxReplicas (%d)" $where (int $g.replicas) (int $g.minReplicas) (int $g.maxReplicas)) }}
+{{- end }}
+{{- if hasKey ($g.rayStartParams | default dict) "num-gpus" }}
+{{- fail (printf "%s.rayStartParams.num-gpus: set %s.gpus instead; it also requests the GPUs from Kubernetes" $where $where) }}
+{{- end }}
+{{- $nodes = append $nodes (dict "name" $g.name "cpus" (include "mnist-serve.rayCPUs" $g | int) "gpus" (int $g.gpus) "count" (int $g.maxReplicas)) }}
+{{- end }}
+
+{{- /* Every replica must fit on a node of the groups it may use, and all of them in the cluster at its largest. */}}
+{{- $demand := dict "cpus" 0.0 "gpus" 0.0 }}
+{{- $config := include "mnist-serve.serveConfig" . | fromYaml }}
+{{- range $app := $config.applications }}
+{{- range $d := $app.deployments }}
+{{- $where := printf "serve.deployments.%s" $d.name }}
+{{- $override := get $v.serve.deployments $d.name | default dict }}
+{{- if and (hasKey $override "num_replicas") $override.autoscaling_config }}
+{{- fail (printf "%s: set num_replicas or autoscaling_config, not both" $where) }}
+{{- end }}
+{{- $replicas := $d.num_replicas | default 1 }}
+{{- with $d.autoscaling_config }}
+{{- $min := .min_replicas | default 1 | int }}
+{{- $max := .max_replicas | default 1 | int }}
+{{- if gt $min $max }}
+{{- fail (printf "%s.autoscaling_config: min_replicas (%d) is greater than max_replicas (%d)" $where $min $max) }}
+{{- end }}
+{{- if hasKey . "initial_replicas" }}
+{{- if or (lt (int .initial_replicas) $min) (gt (int .initial_replicas) $max) }}
+{{- fail (printf "%s.autoscaling_config: initial_replicas (%d) must lie between min_replicas (%d) and max_replicas (%d)" $where (int .initial_replicas) $min $max) }}
+{{- end }}
+{{- end }}
+{{- $replicas = $max }}
+{{- end }}
+{{- $opts := $d.ray_actor_options | default dict }}
+{{- $cpus := float64 (ternary $opts.num_cpus 1 (hasKey $opts "num_cpus")) }}
+{{- $gpus := float64 ($opts.num_gpus | default 0) }}
+{{- if and (gt $gpus 1.0) (ne $gpus (floor $gpus)) }}
+{{- fail (printf "%s.ray_actor_options.num_gpus: %v is not allowed; Ray shares GPUs only in fractions below 1, above that whole GPUs" $where $gpus) }}
+{{- end }}
+{{- $eligible := $nodes }}
+{{- with $override.workerGroup }}
+{{- $eligible = list }}
+{{- range $n := $nodes }}
+{{- if eq $n.name $override.workerGroup }}
+{{- $eligible = append $eligible $n }}
+{{- end }}
+{{- end }}
+{{- if not $eligible }}
+{{- fail (printf "%s.workerGroup: there is no worker group %q" $where .) }}
+{{- end }}
+{{- end }}
+{{- $maxCPUs := 0 }}
+{{- $maxGPUs := 0 }}
+{{- range $n := $eligible }}
+{{- $maxCPUs = max $maxCPUs $n.cpus }}
+{{- $maxGPUs = max $maxGPUs $n.gpus }}
+{{- end }}
+{{- $pool := ternary (printf "worker group %q" ($override.workerGroup | default "")) "any worker group" (hasKey $override "workerGroup") }}
+{{- if and (gt $gpus 0.0) (eq $maxGPUs 0) }}
+{{- fail (printf "%s: replicas ask for num_gpus %v but %s has no GPUs; give a worker group gpus > 0" $where $gpus $pool) }}
+{{- end }}
+{{- if gt $gpus (float64 $maxGPUs) }}
+{{- fail (printf "%s: a replica asks for num_gpus %v but the nodes of %s have at most %d GPUs: it can never be placed" $where $gpus $pool $maxGPUs) }}
+{{- end }}
+{{- if gt $cpus (float64 $maxCPUs) }}
+{{- fail (printf "%s: a replica asks for num_cpus %v but the nodes of %s have at most %d CPUs (from rayStartParams num-cpus or the CPU limit): it can never be placed" $where $cpus $pool $maxCPUs) }}
+{{- end }}
+{{- $_ := set $demand "cpus" (addf $demand.cpus (mulf $cpus $replicas)) }}
+{{- $_ := set $demand "gpus" (addf $demand.gpus (mulf $gpus $replicas)) }}
+{{- end }}
+{{- end }}
+{{- $capacity := dict "cpus" 0 "gpus" 0 }}
+{{- range $n := $nodes }}
+{{- $_ := set $capacity "cpus" (add $capacity.cpus (mul $n.cpus $n.count)) }}
+{{- $_ := set $capacity "gpus" (add $capacity.gpus (mul $n.gpus $n.count)) }}
+{{- end }}
+{{- range $resource := list "cpus" "gpus" }}
+{{- if gt (get $demand $resource) (float64 (get $capacity $resource)) }}
+{{- fail (printf "serve.deployments: at their largest the replicas need %v %s but the cluster at its largest (maxReplicas of every group) has %d: raise maxReplicas or lower the replicas" (get $demand $resource) (upper $resource | trimSuffix "S") (get $capacity $resource)) }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,204 @@
+"""Bad values fail at `helm template`/`install` time, each with a message naming the problem.
+The schema catches types, ranges and unknown keys; the chart's guard rails the combinations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from helmchart import HELMS, RenderError, render
+
+CPU_WORKER = {
+    "name": "cpu",
+    "replicas": 1,
+    "minReplicas": 1,
+    "maxReplicas": 2,
+    "resources": {"limits": {"cpu": "2", "memory": "4Gi"}},
+}
+GPU_WORKER = CPU_WORKER | {"name": "gpu", "gpus": 1}
+
+
+def workers(*groups: dict) -> str:
+    return json.dumps(list(groups))
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A values.schema.json refusal: it names the value's path and the offending word. Helm 3
+    writes paths dotted (serve.deployments.Classifier), Helm 4 as JSON pointers."""
+
+    path: str
+    word: str
+
+    def found_in(self, message: str) -> bool:
+        pointer = "'/" + self.path.replace(".", "/") + "'"
+        return (self.path in message or pointer in message) and self.word.lower() in message.lower()
+
+
+# (id, --set-json values, what the message must say)
+CASES = [
+    ("unknown top-level key", {"replicas": "3"}, Schema("", "replicas")),
+    (
+        "unknown deployment option",
+        {"serve.deployments.Classifier.num_replica": "2"},
+        Schema("serve.deployments.Classifier", "num_replica"),
+    ),
+    (
+        "unknown deployment name",
+        {"serve.deployments.Clasifier": "{}"},
+        Schema("serve.deployments", "Clasifier"),
+    ),
+    (
+        "negative gpus",
+        {"workerGroups": workers(CPU_WORKER | {"gpus": -1})},
+        Schema("workerGroups.0.gpus", "0"),
+    ),
+    ("bad upgrade strategy", {"upgrade.strategy": '"BlueGreen"'}, Schema("upgrade.strategy", "NewCluster")),
+    ("bad auth mode", {"auth.mode": '"password"'}, Schema("auth.mode", "token")),
+    (
+        "worker without limits",
+        {"workerGroups": workers(CPU_WORKER | {"resources": {"requests": {"cpu": "1"}}})},
+        Schema("workerGroups.0.resources", "limits"),
+    ),
+    (
+        "bad cpu quantity",
+        {"workerGroups": workers(CPU_WORKER | {"resources": {"limits": {"cpu": "two", "memory": "4Gi"}}})},
+        Schema("workerGroups.0.resources.limits.cpu", "pattern"),
+    ),
+    ("relative model path", {"model.uri": '"artifacts/model.pt"'}, Schema("model.uri", "pattern")),
+    ("bad sha256", {"model.sha256": '"abc"'}, Schema("model.sha256", "pattern")),
+    ("ingress without hosts", {"ingress.enabled": "true"}, Schema("ingress.hosts", "1")),
+    (
+        "address set by hand",
+        {"head.rayStartParams": '{"num-cpus": "0", "address": "x"}'},
+        Schema("head.rayStartParams.address", "not"),
+    ),
+    ("no worker groups", {"workerGroups": "[]"}, Schema("workerGroups", "1")),
+    (
+        "image tag of another Ray",
+        {"image.tag": '"0.1.0-ray2.59.0-cpu"'},
+        'image.tag "0.1.0-ray2.59.0-cpu" does not match rayVersion "2.60.0"',
+    ),
+    (
+        "image tag that only looks close",
+        {"image.tag": '"0.1.0-ray2.60.01-cpu"'},
+        "does not match rayVersion",
+    ),
+    (
+        "inverted worker bounds",
+        {"workerGroups": workers(CPU_WORKER | {"minReplicas": 3, "replicas": 3, "maxReplicas": 2})},
+        "workerGroups[cpu]: minReplicas (3) is greater than maxReplicas (2)",
+    ),
+    (
+        "replicas outside the bounds",
+        {"workerGroups": workers(CPU_WORKER | {"replicas": 5})},
+        "workerGroups[cpu]: replicas (5) must lie between minReplicas (1) and maxReplicas (2)",
+    ),
+    (
+        "duplicate group names",
+        {"workerGroups": workers(CPU_WORKER, CPU_WORKER)},
+        'the name "cpu" is used twice',
+    ),
+    (
+        "num-gpus in rayStartParams",
+        {"workerGroups": workers(GPU_WORKER | {"rayStartParams": {"num-gpus": "1"}})},
+        "workerGroups[gpu].rayStartParams.num-gpus: set workerGroups[gpu].gpus instead",
+    ),
+    (
+        "GPU replicas with no GPU pool",
+        {"serve.deployments.Classifier.ray_actor_options": '{"num_gpus": 0.5}'},
+        "serve.deployments.Classifier: replicas ask for num_gpus 0.5 but any worker group has no GPUs",
+    ),
+    (
+        "fractional GPUs that cannot pack",
+        {
+            "workerGroups": workers(CPU_WORKER, GPU_WORKER),
+            "serve.deployments.Classifier.ray_actor_options": '{"num_gpus": 2}',
+        },
+        "a replica asks for num_gpus 2 but the nodes of any worker group have at most 1 GPUs",
+    ),
+    (
+        "GPU replicas pinned to a CPU pool",
+        {
+            "workerGroups": workers(CPU_WORKER, GPU_WORKER),
+            "serve.deployments.Classifier": '{"workerGroup": "cpu", "ray_actor_options": {"num_gpus": 0.25}}',
+        },
+        'replicas ask for num_gpus 0.25 but worker group "cpu" has no GPUs',
+    ),
+    (
+        "more than one GPU, not whole",
+        {
+            "workerGroups": workers(GPU_WORKER | {"gpus": 4}),
+            "serve.deployments.Classifier.ray_actor_options": '{"num_gpus": 1.5}',
+        },
+        "num_gpus: 1.5 is not allowed",
+    ),
+    (
+        "GPU demand beyond the largest cluster",
+        {
+            "workerGroups": workers(
+                CPU_WORKER, GPU_WORKER | {"resources": {"limits": {"cpu": "8", "memory": "16Gi"}}}
+            ),
+            "serve.deployments.Classifier": json.dumps(
+                {"ray_actor_options": {"num_gpus": 0.5}, "autoscaling_config": {"max_replicas": 8}}
+            ),
+        },
+        "the replicas need 4 GPU but the cluster at its largest (maxReplicas of every group) has 2",
+    ),
+    (
+        "a replica bigger than any node",
+        {"serve.deployments.Classifier.ray_actor_options": '{"num_cpus": 4}'},
+        "a replica asks for num_cpus 4 but the nodes of any worker group have at most 2 CPUs",
+    ),
+    (
+        "unknown worker group",
+        {"serve.deployments.Preprocessor.workerGroup": '"gpu"'},
+        'serve.deployments.Preprocessor.workerGroup: there is no worker group "gpu"',
+    ),
+    (
+        "num_replicas beside autoscaling",
+        {"serve.deployments.Classifier.num_replicas": "2"},
+        "serve.deployments.Classifier: set num_replicas or autoscaling_config, not both",
+    ),
+    (
+        "inverted serve autoscaling",
+        {
+            "serve.deployments.Classifier.autoscaling_config": json.dumps(
+                {"min_replicas": 3, "max_replicas": 2, "initial_replicas": 3}
+            )
+        },
+        "autoscaling_config: min_replicas (3) is greater than max_replicas (2)",
+    ),
+    (
+        "initial replicas outside the bounds",
+        {
+            "serve.deployments.Classifier.autoscaling_config": json.dumps(
+                {"min_replicas": 1, "max_replicas": 2, "initial_replicas": 3}
+            )
+        },
+        "initial_replicas (3) must lie between min_replicas (1) and max_replicas (2)",
+    ),
+    (
+        "CPU demand beyond the largest cluster",
+        {"serve.deployments.Classifier.autoscaling_config.max_replicas": "16"},
+        "the replicas need 16.75 CPU but the cluster at its largest (maxReplicas of every group) has 8",
+    ),
+    ("HTTPRoute with no gateway", {"httpRoute.enabled": "true"}, "httpRoute.parentRefs"),
+]
+
+
+@pytest.mark.parametrize("binary", HELMS.values(), ids=HELMS.keys())
+@pytest.mark.parametrize(("sets", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_values_are_refused_with_a_clear_message(binary, sets, message):
+    with pytest.raises(RenderError) as refused:
+        render(sets=sets, binary=binary)
+    if isinstance(message, Schema):
+        assert message.found_in(str(refused.value)), str(refused.value)
+    else:
+        assert message in str(refused.value)
+
+
+def test_the_table_is_at_least_fifteen_cases():
+    assert len(CASES) >= 15

@@ -1,0 +1,103 @@
+"""The Helm chart rendered by the real, pinned helm binaries, and the schemas to check it with."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "charts"
+CRDS = REPO / "tests" / "chart" / "crds"
+# Pinned in the Makefile (HELM_VERSIONS) and installed into bin/ by `make tools`.
+HELMS = {version: REPO / "bin" / f"helm-{version}" for version in ("v4.3.1", "v3.18.0")}
+HELM = HELMS["v4.3.1"]
+# The Kubernetes versions the chart promises (Chart.yaml kubeVersion) up to the one kind runs.
+KUBE_VERSIONS = ("1.25.0", "1.33.0")
+# Every values scenario CI renders: the chart's defaults, then each ci/*-values.yaml.
+SCENARIOS = {"default": None} | {
+    path.name.removesuffix("-values.yaml"): path for path in sorted((CHART / "ci").glob("*-values.yaml"))
+}
+
+
+class RenderError(Exception):
+    """helm refused the values; the message is helm's."""
+
+
+def helm(*args: str, binary: Path = HELM) -> subprocess.CompletedProcess:
+    if not binary.is_file():
+        raise FileNotFoundError(f"{binary} is missing: run `make tools` (make test does)")
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60)
+
+
+def render(
+    values: Path | str | None = None,
+    *,
+    sets: dict[str, str] | None = None,
+    release: str = "mnist-serve",
+    binary: Path = HELM,
+    kube_version: str = KUBE_VERSIONS[-1],
+) -> list[dict]:
+    """`helm template` the chart; the rendered objects, in order."""
+    args = ["template", release, str(CHART), "--namespace", "serving", "--kube-version", kube_version]
+    if values is not None:
+        args += ["--values", str(values)]
+    for key, value in (sets or {}).items():
+        args += ["--set-json", f"{key}={value}"]
+    result = helm(*args, binary=binary)
+    if result.returncode != 0:
+        raise RenderError(result.stderr.strip())
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def rayservice(objects: list[dict]) -> dict:
+    (service,) = by_kind(objects, "RayService")
+    return service
+
+
+def serve_config(service: dict) -> dict:
+    return yaml.safe_load(service["spec"]["serveConfigV2"])
+
+
+def groups(service: dict) -> dict[str, dict]:
+    """The head group and every worker group, by name."""
+    cluster = service["spec"]["rayClusterConfig"]
+    return {"head": cluster["headGroupSpec"]} | {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
+
+
+def _structural(schema: dict) -> dict:
+    """A CRD's openAPIV3Schema as the API server applies it, in plain JSON Schema terms."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _structural(value) for key, value in schema.items() if key != "properties"}
+    if "properties" in schema:
+        out["properties"] = {name: _structural(sub) for name, sub in schema["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            out[key] = _structural(schema[key])
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    # Unknown fields are pruned or rejected by the API server unless explicitly preserved.
+    if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+@functools.cache
+def crd_validator(kind: str) -> jsonschema.protocols.Validator:
+    """A validator for a KubeRay custom resource, from the CRD in ../shared/crds."""
+    path = CRDS / f"ray.io_{kind.lower()}s.yaml"
+    crd = yaml.safe_load(path.read_text())
+    (version,) = (v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    schema = _structural(version["schema"]["openAPIV3Schema"])
+    return jsonschema.Draft7Validator(schema)

@@ -1,0 +1,21 @@
+"""What makes a serve config deployable, checked before any cluster sees it."""
+
+from __future__ import annotations
+
+import importlib
+
+from ray.serve.schema import ServeDeploySchema
+
+from mnist_serve.config import AppArgs, Batching
+
+
+def check(config: dict) -> None:
+    """Raise unless Ray Serve, the import paths and the app's own types all accept `config`."""
+    ServeDeploySchema.model_validate(config)
+    for app in config["applications"]:
+        module, _, name = app["import_path"].partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), app["import_path"]
+        AppArgs.model_validate(app["args"])
+        for deployment in app["deployments"]:
+            if "user_config" in deployment:
+                Batching.model_validate(deployment["user_config"])
