@@ -96,6 +96,16 @@ chart-lint: tools ## helm lint --strict the chart with every ci/*-values.yaml.
 chart-template: tools ## Print the manifests for VALUES (default: the kind values).
 	$(HELM) template mnist-serve $(CHART) -f $(VALUES)
 
+##@ Local cluster
+
+.PHONY: cluster-up
+cluster-up: tools model ## Bring the chart's RayService (VALUES) up on a local multi-node Ray, as KubeRay would; leave it running.
+	PYTHONPATH=tests $(BIN)/python -m localray up $(addprefix --values ,$(VALUES))
+
+.PHONY: cluster-down
+cluster-down: $(STAMP) ## Stop the local cluster that cluster-up started.
+	PYTHONPATH=tests $(BIN)/python -m localray down
+
 ##@ Tests
 
 .PHONY: test
@@ -109,6 +119,10 @@ test-unit: $(STAMP) ## Unit tests only (no Ray).
 .PHONY: test-chart
 test-chart: tools $(STAMP) ## The chart: lint, render, CRD and Kubernetes schemas, bad-values table.
 	$(BIN)/pytest -m chart $(PYTEST_ARGS)
+
+.PHONY: test-contract
+test-contract: tools model ## The rendered RayService on a local multi-node Ray: scaling, node loss, rollouts (about 8 minutes).
+	$(BIN)/pytest -m contract $(PYTEST_ARGS)
 
 .PHONY: test-serve
 test-serve: model ## The application on a real local Ray, over HTTP.

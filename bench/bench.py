@@ -23,7 +23,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from localray import WEIGHTS, LocalRayCluster, ray_env, serve_config  # noqa: E402
+from localray import WEIGHTS, LocalRayCluster, ray_env, serve_config, single_node  # noqa: E402
 from mnist_serve import client, data  # noqa: E402
 from mnist_serve.preprocessing import to_model_input  # noqa: E402
 from mnist_serve.weights import load_model  # noqa: E402
@@ -102,7 +102,7 @@ def load_series(name: str, url: str, seconds: int) -> dict:
 
 
 def serve_service(name: str, env: dict, seconds: int) -> dict:
-    cluster = LocalRayCluster(env=env)
+    cluster = LocalRayCluster(single_node(env))
     cluster.start()
     try:
         cluster.deploy(serve_config(cluster.ports))

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from localray import WEIGHTS, LocalRayCluster, ray_env, serve_config
+from localray import WEIGHTS, LocalRayCluster, ray_env, serve_config, single_node
 from mnist_serve import data
 
 TESTS = Path(__file__).parent
+# Figures the tests measure (times, failed requests), printed at the end of the run.
+FIGURES: list[str] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -19,6 +21,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         layer = Path(item.fspath).relative_to(TESTS).parts[0]
         item.add_marker(getattr(pytest.mark, layer))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def report():
+    """Record a measured figure for the end-of-run summary (and the closing notes)."""
+    return FIGURES.append
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +48,7 @@ def cluster() -> LocalRayCluster:
     # The shipped environment, but a replaced ingress replica drains for 2 s rather than
     # Ray's 30 s margin for external load balancers: HAProxy here is local and reloads at once.
     env = {**ray_env(), "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
-    cluster = LocalRayCluster(env=env)
+    cluster = LocalRayCluster(single_node(env))
     cluster.start()
     try:
         cluster.deploy(serve_config(cluster.ports))

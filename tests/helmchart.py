@@ -11,6 +11,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts"
+CI_VALUES = CHART / "ci"
 CRDS = REPO / "tests" / "chart" / "crds"
 # Pinned in the Makefile (HELM_VERSIONS) and installed into bin/ by `make tools`.
 HELMS = {version: REPO / "bin" / f"helm-{version}" for version in ("v4.3.1", "v3.18.0")}
@@ -19,7 +20,7 @@ HELM = HELMS["v4.3.1"]
 KUBE_VERSIONS = ("1.25.0", "1.33.0")
 # Every values scenario CI renders: the chart's defaults, then each ci/*-values.yaml.
 SCENARIOS = {"default": None} | {
-    path.name.removesuffix("-values.yaml"): path for path in sorted((CHART / "ci").glob("*-values.yaml"))
+    path.name.removesuffix("-values.yaml"): path for path in sorted(CI_VALUES.glob("*-values.yaml"))
 }
 
 
@@ -34,17 +35,17 @@ def helm(*args: str, binary: Path = HELM) -> subprocess.CompletedProcess:
 
 
 def render(
-    values: Path | str | None = None,
+    values: Path | list[Path] | None = None,
     *,
     sets: dict[str, str] | None = None,
     release: str = "mnist-serve",
     binary: Path = HELM,
     kube_version: str = KUBE_VERSIONS[-1],
 ) -> list[dict]:
-    """`helm template` the chart; the rendered objects, in order."""
+    """`helm template` the chart with values file(s); the rendered objects, in order."""
     args = ["template", release, str(CHART), "--namespace", "serving", "--kube-version", kube_version]
-    if values is not None:
-        args += ["--values", str(values)]
+    for path in [values] if isinstance(values, Path) else values or []:
+        args += ["--values", str(path)]
     for key, value in (sets or {}).items():
         args += ["--set-json", f"{key}={value}"]
     result = helm(*args, binary=binary)
@@ -60,10 +61,6 @@ def by_kind(objects: list[dict], kind: str) -> list[dict]:
 def rayservice(objects: list[dict]) -> dict:
     (service,) = by_kind(objects, "RayService")
     return service
-
-
-def serve_config(service: dict) -> dict:
-    return yaml.safe_load(service["spec"]["serveConfigV2"])
 
 
 def groups(service: dict) -> dict[str, dict]:

@@ -1,13 +1,17 @@
-"""A local Ray cluster started the way KubeRay starts a head pod, for tests.
+"""A local Ray cluster started the way KubeRay starts its pods, for tests and demos.
 
-`ray start --head --block` in its own session; the serve config is PUT to the
+Each node (a `kuberay.Node`: the head, or one pod of a worker group) is a
+`ray start ... --block` in its own session; the serve config is PUT to the
 dashboard's REST API and polled until RUNNING, as the KubeRay operator does.
-Teardown signals the whole process tree by PID, so nothing leaks and no other
+Teardown signals each node's whole process tree by PID, so nothing leaks and no other
 Ray cluster on the machine is touched.
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
+import json
 import os
 import socket
 import subprocess
@@ -17,9 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import psutil
 import requests
 import yaml
+
+import helmchart
+import kuberay
+from kuberay import Node
 
 REPO = Path(__file__).resolve().parents[1]
 SERVE_CONFIG = REPO / "app" / "serve_config.yaml"
@@ -29,14 +38,32 @@ WEIGHTS = REPO / "artifacts" / "model" / "mnist_cnn.pt"
 
 @dataclass(frozen=True)
 class Ports:
-    """Fixed loopback ports above Ray's default worker port range (10002–19999)."""
+    """Fixed loopback ports, above Ray's worker port range (10002-19999) and below the
+    kernel's ephemeral range (32768+), so random ports never take them."""
 
     gcs: int = 26379
     dashboard: int = 28265
     client: int = 20001
     serve: int = 28000
-    haproxy_stats: int = 28404
-    haproxy_metrics: int = 29101
+    # Each node's own ports are a block of NODE_PORTS from here: node i uses nodes + 10 * i.
+    nodes: int = 21000
+
+    def node(self, index: int) -> dict[str, int]:
+        return {name: self.nodes + 10 * index + offset for offset, name in enumerate(NODE_PORTS)}
+
+
+NODE_IP = "127.0.0.2"
+
+# Ports every Ray node opens (KubeRay gives each pod its own IP; here they share one).
+NODE_PORTS = (
+    "metrics-export-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+    "haproxy-stats",
+    "haproxy-metrics",
+    "worker-proxy-http",
+)
 
 
 def ray_env() -> dict[str, str]:
@@ -45,85 +72,161 @@ def ray_env() -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
-def serve_config(ports: Ports) -> dict:
-    """The checked-in serve config, bound to loopback and the local weights."""
-    config = yaml.safe_load(SERVE_CONFIG.read_text())
+def localize(config: dict, ports: Ports) -> dict:
+    """A serve config made runnable here: loopback, the head's serve port, the local weights."""
+    config = copy.deepcopy(config)
     config["http_options"].update(host="127.0.0.1", port=ports.serve)
     for app in config["applications"]:
         app["args"]["model"]["uri"] = str(WEIGHTS)
     return config
 
 
+def serve_config(ports: Ports) -> dict:
+    """The checked-in serve config, made runnable here."""
+    return localize(yaml.safe_load(SERVE_CONFIG.read_text()), ports)
+
+
+def flags(params: dict[str, str]) -> list[str]:
+    """`ray start` flags from parameters, as KubeRay writes them (convertParamMap): "true" alone,
+    "false" dropped, except for the two options whose value may be true or false."""
+    out = []
+    for key, value in sorted(params.items()):
+        value = str(value)
+        if value.lower() not in ("true", "false") or key in ("log-color", "include-dashboard"):
+            out.append(f"--{key}={value}")
+        elif value.lower() == "true":
+            out.append(f"--{key}")
+    return out
+
+
+def single_node(env: dict[str, str], num_cpus: int = 2) -> list[Node]:
+    """One head that runs the replicas itself (the `make run` shape)."""
+    return [Node("head", "head", {"num-cpus": str(num_cpus), "block": "true"}, env)]
+
+
 class LocalRayCluster:
+    """Ray nodes started as KubeRay starts pods (`ray start ... --block`), one process tree
+    each, on loopback. What differs from a pod, and why, is in `_command` and `_environment`."""
+
     def __init__(
-        self, ports: Ports | None = None, num_cpus: int = 2, env: dict[str, str] | None = None
+        self, nodes: list[Node], ports: Ports | None = None, env: dict[str, str] | None = None
     ) -> None:
         # Ray's unix socket paths must stay short: a fresh dir directly under /tmp (not
         # pytest's deep tmp_path). Its logs are left there for diagnosis.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="mnist-serve-", dir="/tmp"))
-        self.env = ray_env() if env is None else env
+        assert nodes and nodes[0].is_head and not any(n.is_head for n in nodes[1:]), "the head comes first"
+        self.nodes = {node.name: node for node in nodes}
+        self.index = {node.name: i for i, node in enumerate(nodes)}
         self.ports = ports = ports or Ports()
-        self.num_cpus = num_cpus
-        self.process: subprocess.Popen | None = None
+        # Extra environment for every node, on top of each node's own (tests shorten timers).
+        self.env = env or {}
+        self.processes: dict[str, subprocess.Popen] = {}
         self.dashboard_url = f"http://127.0.0.1:{ports.dashboard}"
         self.serve_url = f"http://127.0.0.1:{ports.serve}"
 
-    def _check_ports_free(self) -> None:
-        for name, port in vars(self.ports).items():
+    def _command(self, node: Node) -> list[str]:
+        ports = self.ports.node(self.index[node.name])
+        params = dict(node.params)
+        memory = int(params.get("memory", 0))
+        params.update(
+            {
+                # Ray swaps 127.0.0.1 for the machine's routable IP (it expects other hosts to
+                # join); 127.0.0.2 is loopback too and kept, so the nodes talk only over lo.
+                "node-ip-address": NODE_IP,
+                "temp-dir": str(self.temp_dir),
+                "disable-usage-stats": "true",
+                **{name: str(ports[name]) for name in NODE_PORTS[:4]},
+            }
+        )
+        if memory and "object-store-memory" not in params:
+            # In a pod Ray sizes its object store from the container's memory limit (30%);
+            # here there is no cgroup to read it from, so pass the same figure.
+            params["object-store-memory"] = str(int(memory * 0.3))
+        if node.is_head:
+            params.update(
+                {
+                    "port": str(self.ports.gcs),
+                    "ray-client-server-port": str(self.ports.client),
+                    "dashboard-host": "127.0.0.1",  # KubeRay: 0.0.0.0 inside the pod's network
+                    "dashboard-port": str(self.ports.dashboard),
+                }
+            )
+        else:
+            params["address"] = f"{NODE_IP}:{self.ports.gcs}"
+        ray = Path(sys.executable).parent / "ray"
+        return [str(ray), "start", *(["--head"] if node.is_head else []), *flags(params)]
+
+    def _environment(self, node: Node) -> dict[str, str]:
+        ports = self.ports.node(self.index[node.name])
+        env = {
+            **os.environ,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            # Explicit, so that a ~/.ray/auth_token left by any local ray.init()
+            # (Ray >= 2.52 writes one) does not switch this loopback cluster to token auth.
+            "RAY_AUTH_MODE": "disabled",
+            # Each node's HAProxy needs its own side ports (one IP here); Ray keeps its files
+            # apart by node ID under /tmp/haproxy-serve (not movable: socket paths max 97 chars).
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["haproxy-stats"]),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["haproxy-metrics"]),
+            **node.env,
+            **self.env,
+        }
+        if not node.is_head:
+            # Every node runs a proxy on the serve port; a worker's must not collide with the head's.
+            env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports["worker-proxy-http"])
+        return env
+
+    def _check_ports_free(self, nodes: list[Node]) -> None:
+        ports = {
+            f"node {n.name} {k}": v for n in nodes for k, v in self.ports.node(self.index[n.name]).items()
+        }
+        if any(n.is_head for n in nodes):
+            ports |= {name: port for name, port in vars(self.ports).items() if name != "nodes"}
+        for name, port in ports.items():
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     raise RuntimeError(
                         f"port {port} ({name}) is in use: is another local Ray cluster running?"
                     )
 
-    def start(self, timeout_s: float = 90) -> None:
-        self._check_ports_free()
-        ray = Path(sys.executable).parent / "ray"
-        self.log = (self.temp_dir / "ray-start.log").open("w")
-        self.process = subprocess.Popen(
-            [
-                str(ray),
-                "start",
-                "--head",
-                "--block",
-                "--node-ip-address=127.0.0.1",
-                f"--port={self.ports.gcs}",
-                f"--ray-client-server-port={self.ports.client}",
-                "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={self.ports.dashboard}",
-                f"--num-cpus={self.num_cpus}",
-                f"--temp-dir={self.temp_dir}",
-                "--disable-usage-stats",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=REPO,
-            env={
-                **os.environ,
-                "RAY_USAGE_STATS_ENABLED": "0",
-                # Explicit, so that a ~/.ray/auth_token left by any local ray.init()
-                # (Ray >= 2.52 writes one) does not switch this loopback cluster to token auth.
-                "RAY_AUTH_MODE": "disabled",
-                # HAProxy's side ports, moved off their defaults so that this cluster and
-                # a `make run` on the same machine do not collide.
-                "RAY_SERVE_HAPROXY_STATS_PORT": str(self.ports.haproxy_stats),
-                "RAY_SERVE_HAPROXY_METRICS_PORT": str(self.ports.haproxy_metrics),
-                **self.env,
-            },
-        )
+    def start(self, timeout_s: float = 120) -> None:
+        """Start every node, the head first; return when all have joined."""
         try:
-            self._wait_for_dashboard(timeout_s)
+            for count, name in enumerate(self.nodes, start=1):
+                self.start_node(name)
+                if name == "head":
+                    self._wait_for_dashboard(timeout_s)
+                # One at a time (KubeRay starts pods at once): nodes sharing one machine pick
+                # their socket names from what exists, and starting together they collide.
+                self.wait_nodes(count, timeout_s)
         except BaseException:
             self.stop()
             raise
 
+    def start_node(self, name: str) -> None:
+        """Start one node (again, after `kill_node`: KubeRay recreating a lost pod)."""
+        node = self.nodes[name]
+        self._check_ports_free([node])
+        log = (self.temp_dir / f"ray-start-{name}.log").open("a")
+        self.processes[name] = subprocess.Popen(
+            self._command(node),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO,
+            env=self._environment(node),
+        )
+        log.close()
+
     def _wait_for_dashboard(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         status = None
+        head = self.processes["head"]
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ray start exited with {self.process.returncode}; see {self.log.name}")
+            if head.poll() is not None:
+                raise RuntimeError(
+                    f"ray start exited with {head.returncode}; see {self.temp_dir}/ray-start-head.log"
+                )
             try:
                 status = requests.get(f"{self.dashboard_url}/api/version", timeout=2).status_code
                 if status == 200:
@@ -133,8 +236,33 @@ class LocalRayCluster:
             time.sleep(0.5)
         raise TimeoutError(
             f"the Ray dashboard did not answer 200 within {timeout_s}s "
-            f"(last status {status}); see {self.log.name}"
+            f"(last status {status}); see {self.temp_dir}/ray-start-head.log"
         )
+
+    def alive_nodes(self) -> list[dict]:
+        """Ray's view of its nodes (state API): ALIVE ones, with resources and labels."""
+        url = f"{self.dashboard_url}/api/v0/nodes?limit=1000&detail=true"
+        result = requests.get(url, timeout=10).json()["data"]["result"]["result"]
+        return [n for n in result if n["state"] == "ALIVE"]
+
+    def actors(self, class_name: str) -> list[dict]:
+        """Ray's view of the live actors of a class (state API): node, PID, resources."""
+        url = f"{self.dashboard_url}/api/v0/actors?limit=1000&detail=true"
+        result = requests.get(url, timeout=10).json()["data"]["result"]["result"]
+        return [a for a in result if a["class_name"] == class_name and a["state"] == "ALIVE"]
+
+    def wait_nodes(self, count: int, timeout_s: float = 120) -> list[dict]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"node {name} exited with {process.returncode}; see {self.temp_dir}")
+            alive = self.alive_nodes()
+            if len(alive) == count:
+                return alive
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(alive)} of {count} Ray nodes alive after {timeout_s}s")
+            time.sleep(0.5)
 
     def deploy(self, config: dict) -> None:
         """PUT a serve config, as the KubeRay operator does."""
@@ -171,24 +299,143 @@ class LocalRayCluster:
                 raise TimeoutError(f"applications not RUNNING after {timeout_s}s: {statuses}")
             time.sleep(1)
 
+    def node_id(self, name: str) -> str:
+        """The Ray node ID of one of our nodes (read from its raylet's command line)."""
+        for proc in psutil.Process(self.processes[name].pid).children(recursive=True):
+            if proc.name() == "raylet":
+                (arg,) = [a for a in proc.cmdline() if a.startswith("--node_id=")]
+                return arg.removeprefix("--node_id=")
+        raise LookupError(f"node {name} has no raylet")
+
+    def kill_node(self, name: str) -> None:
+        """Lose a node at once, as when its pod or machine dies: SIGKILL to its whole tree."""
+        process = self.processes.pop(name)
+        _end_tree(process.pid, graceful=False)
+        process.wait(timeout=5)
+
     def stop(self) -> None:
-        if self.process is None:
-            return
+        """Stop every node, workers first; nothing of this cluster is left running."""
+        for name in reversed(list(self.processes)):
+            process = self.processes.pop(name)
+            _end_tree(process.pid, graceful=True)
+            process.wait(timeout=5)
+
+    def save(self, path: Path) -> None:
+        """Record the nodes' PIDs, so that another process can stop them (`make cluster-down`)."""
+        state = {"temp_dir": str(self.temp_dir), "pids": {n: p.pid for n, p in self.processes.items()}}
+        path.write_text(json.dumps(state, indent=2))
+
+
+def stop_saved(path: Path) -> None:
+    """Stop the nodes recorded by `LocalRayCluster.save`, by PID."""
+    state = json.loads(path.read_text())
+    for pid in reversed(list(state["pids"].values())):
+        _end_tree(pid, graceful=True)
+    path.unlink()
+
+
+def _end_tree(pid: int, graceful: bool) -> None:
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    # Ray workers start their own sessions: collect them as the raylet's children
+    # before anything dies, then end the whole tree at once.
+    for proc in tree:
         try:
-            root = psutil.Process(self.process.pid)
-            tree = [root, *root.children(recursive=True)]
+            proc.terminate() if graceful else proc.kill()
         except psutil.NoSuchProcess:
-            tree = []
-        # Ray workers start their own sessions: collect them as the raylet's children
-        # before anything dies, then end the whole tree at once.
-        for proc in tree:
-            try:
-                proc.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(tree, timeout=10)
-        for proc in alive:
-            proc.kill()
-        psutil.wait_procs(alive, timeout=5)
-        self.process = None
-        self.log.close()
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for proc in alive:
+        proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+@dataclass
+class RayServiceRun:
+    """A rendered RayService brought up here: its cluster, and what bringing it up took."""
+
+    rayservice: dict
+    cluster: LocalRayCluster
+    seconds_to_running: float
+
+    def put(self, config: dict) -> float:
+        """PUT a serve config as it is in serveConfigV2 (made local here); when it was sent."""
+        started = time.time()
+        self.cluster.deploy(localize(config, self.cluster.ports))
+        return started
+
+    def deploy(self, config: dict) -> dict:
+        """PUT a serve config and wait until every application is RUNNING."""
+        return self.cluster.wait_running(timeout_s=300, since=self.put(config))
+
+    def predict(self, images: np.ndarray) -> requests.Response:
+        """Raw uint8 images to /predict through the head's serve port."""
+        return requests.post(
+            f"{self.cluster.serve_url}/predict",
+            data=images.tobytes(),
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=30,
+        )
+
+    def placement(self, app: str = "mnist") -> dict[str, list[str]]:
+        """Node ID of each running replica, per deployment."""
+        deployments = self.cluster.details()["applications"][app]["deployments"]
+        return {
+            name: [r["node_id"] for r in d["replicas"] if r["state"] == "RUNNING"]
+            for name, d in deployments.items()
+        }
+
+
+def start_rayservice(
+    values: list[Path], ports: Ports | None = None, env: dict[str, str] | None = None
+) -> RayServiceRun:
+    """Render the chart with `values` and do what KubeRay does: start the head and every worker
+    pod as Ray nodes, PUT serveConfigV2 to the dashboard, poll until every app is RUNNING."""
+    rayservice = helmchart.rayservice(helmchart.render(values))
+    cluster = LocalRayCluster(kuberay.nodes(rayservice), ports=ports, env=env)
+    started = time.monotonic()
+    cluster.start()
+    try:
+        cluster.deploy(localize(kuberay.serve_config(rayservice), cluster.ports))
+        cluster.wait_running(timeout_s=300)
+    except BaseException:
+        cluster.stop()
+        raise
+    return RayServiceRun(rayservice, cluster, time.monotonic() - started)
+
+
+STATE = REPO / "artifacts" / "local-cluster.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The chart's RayService on a local multi-node Ray.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="render, start the nodes, deploy; leave it running")
+    up.add_argument("--values", "-f", type=Path, action="append", default=[], help="values file(s)")
+    commands.add_parser("down", help="stop what `up` started")
+    args = parser.parse_args()
+    if args.command == "down":
+        if not STATE.is_file():
+            sys.exit(f"nothing to stop: {STATE} does not exist")
+        stop_saved(STATE)
+        print("stopped")
+        return
+    if STATE.is_file():
+        sys.exit(f"a local cluster is already up ({STATE}): `make cluster-down` first")
+    run = start_rayservice(args.values)
+    STATE.parent.mkdir(parents=True, exist_ok=True)
+    run.cluster.save(STATE)
+    print(f"RUNNING after {run.seconds_to_running:.0f} s on {len(run.cluster.nodes)} nodes:")
+    for name, node in run.cluster.nodes.items():
+        print(f"  {name:<8} ray start {' '.join(flags(node.params))}")
+    print(f"serve      {run.cluster.serve_url}  (e.g. curl {run.cluster.serve_url}/health)")
+    print(f"dashboard  {run.cluster.dashboard_url}")
+    print(f"logs       {run.cluster.temp_dir}")
+    print("stop with   make cluster-down")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
@@ -141,6 +142,9 @@ class Ingress:
             prediction = await self._pipeline(pixels)
         except BackPressureError:
             raise InputError("the model is at capacity; retry shortly", 503) from None
+        except RayActorError:
+            # A replica died under this request (its node was lost); Serve is replacing it.
+            raise InputError("a model replica was lost; retry shortly", 503) from None
         response.headers[VERSION_HEADER] = prediction.model_version
         response.headers[BATCH_HEADER] = str(prediction.batch_images)
         return prediction

@@ -18,8 +18,8 @@ from helmchart import (
     helm,
     rayservice,
     render,
-    serve_config,
 )
+from kuberay import serve_config
 from localray import RAY_ENV, SERVE_CONFIG
 
 scenarios = pytest.mark.parametrize("values", SCENARIOS.values(), ids=SCENARIOS.keys())

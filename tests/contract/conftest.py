@@ -1,0 +1,31 @@
+"""The chart's RayService brought up as KubeRay would, on a local multi-node Ray (one per module)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from localray import Ports, start_rayservice
+
+# Apart from the serve tests' cluster, so both layers can run in one session.
+PORTS = Ports(gcs=27379, dashboard=29265, client=20011, serve=29000, nodes=22000)
+
+
+@pytest.fixture(scope="session")
+def bring_up(report):
+    """`with bring_up(values...) as run:` render, start every node, deploy; stop it whatever happens."""
+
+    @contextmanager
+    def bring_up(*values: Path, env: dict[str, str] | None = None):
+        run = start_rayservice(list(values), ports=PORTS, env=env)
+        try:
+            nodes = ", ".join(f"{n.name} {n.params.get('num-cpus')} CPU" for n in run.cluster.nodes.values())
+            scenario = "+".join(v.stem for v in values)
+            report(f"{scenario}: RUNNING {run.seconds_to_running:.1f} s after start ({nodes})")
+            yield run
+        finally:
+            run.cluster.stop()
+
+    return bring_up

@@ -1,0 +1,65 @@
+"""Scenario 4, node loss: a worker node dies under load. Serve replaces its replicas on the
+surviving node; the requests that fail meanwhile are counted; once Serve has recovered (and
+KubeRay has recreated the pod) nothing fails."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from helmchart import CI_VALUES
+from load import Load, failed, summary
+
+VALUES = [CI_VALUES / "kind-values.yaml", Path(__file__).parent / "values" / "two-workers-values.yaml"]
+
+
+@pytest.fixture(scope="module")
+def run(bring_up):
+    with bring_up(*VALUES) as run:
+        yield run
+
+
+def recovered(run, lost: str) -> bool:
+    """Every deployment back at its size, all replicas running, none on the lost node."""
+    app = run.cluster.details()["applications"]["mnist"]
+    if app["status"] != "RUNNING":
+        return False
+    for deployment in app["deployments"].values():
+        replicas = deployment["replicas"]
+        target = deployment["target_num_replicas"]
+        if len(replicas) != target or any(r["state"] != "RUNNING" or r["node_id"] == lost for r in replicas):
+            return False
+    return True
+
+
+def test_losing_a_worker_under_load(run, mnist_test, report):
+    # The victim: the worker that runs the Classifier, so the whole pipeline is hit.
+    (classifier_node,) = run.placement()["Classifier"]
+    victim = next(name for name in ("cpu-0", "cpu-1") if run.cluster.node_id(name) == classifier_node)
+    with Load(run.cluster.serve_url, mnist_test.images, mnist_test.labels, clients=8) as load:
+        load.wait_for(200)
+        lost = time.monotonic()
+        run.cluster.kill_node(victim)
+        deadline = lost + 180
+        while not recovered(run, classifier_node):
+            assert time.monotonic() < deadline, f"not recovered 180 s after losing {victim}"
+            time.sleep(0.5)
+        back = time.monotonic()
+        # KubeRay recreates the lost pod (worker group replicas: 2).
+        run.cluster.start_node(victim)
+        run.cluster.wait_nodes(3)
+        load.wait_for(100)
+        settled = time.monotonic()
+        load.wait_for(500)
+    during, after = load.between(lost, back), load.between(settled)
+    report(
+        f"node loss ({victim}, with the Classifier): Serve recovered in {back - lost:.1f} s; "
+        f"during: {summary(during)}; after: {summary(after)}"
+    )
+    assert failed(after) == []
+    assert len(after) >= 500
+    # Requests in flight on the lost node fail: reset connections, or Ray's HAProxy answering
+    # "500 Internal Server Error" (it rewrites its 502/504 so). The app's own answer is a 503.
+    assert {o.status for o in failed(during)} <= {0, 500, 503}, {o.error for o in failed(during)}
