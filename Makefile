@@ -64,8 +64,8 @@ samples: $(STAMP) ## Write a real test digit as a request body in every format (
 
 .PHONY: lint
 lint: $(STAMP) ## Lint and check formatting with ruff.
-	$(BIN)/ruff check app tests bench hack
-	$(BIN)/ruff format --check app tests bench hack
+	$(BIN)/ruff check app tests bench hack loadtest
+	$(BIN)/ruff format --check app tests bench hack loadtest
 
 .PHONY: bench
 bench: model ## Benchmark: raw model vs this service vs plain FastAPI, side by side.
@@ -106,6 +106,26 @@ cluster-up: tools model ## Bring the chart's RayService (VALUES) up on a local m
 cluster-down: $(STAMP) ## Stop the local cluster that cluster-up started.
 	PYTHONPATH=tests $(BIN)/python -m localray down
 
+##@ Load
+
+HOST ?= http://127.0.0.1:8000
+SHAPE ?= steady
+DURATION ?= 60
+PEAK_USERS ?= 16
+SLO ?= loadtest/slo.yaml
+RAY_DASHBOARD ?=
+RESULTS ?= loadtest/results/$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: loadtest
+loadtest: $(STAMP) ## Locust at HOST (SHAPE steady|ramp|spike, DURATION s, PEAK_USERS): CSV, HTML, plots, SLO gate.
+	mkdir -p $(RESULTS)
+	cd loadtest && ../$(BIN)/locust -f locustfile.py --headless --host $(HOST) --shape $(SHAPE) \
+		--run-time $(DURATION) --peak-users $(PEAK_USERS) --ray-dashboard "$(RAY_DASHBOARD)" \
+		--csv $(abspath $(RESULTS))/locust --csv-full-history --html $(abspath $(RESULTS))/report.html \
+		--only-summary --exit-code-on-error 0
+	$(BIN)/python loadtest/report.py $(RESULTS)/locust
+	$(BIN)/python loadtest/slo.py $(RESULTS)/locust --slo $(SLO)
+
 ##@ Tests
 
 .PHONY: test
@@ -132,7 +152,7 @@ test-serve: model ## The application on a real local Ray, over HTTP.
 
 .PHONY: clean
 clean: ## Remove build outputs (weights, caches); keeps the virtualenv.
-	rm -rf artifacts .pytest_cache .ruff_cache bench/results
+	rm -rf artifacts .pytest_cache .ruff_cache bench/results loadtest/results
 
 .PHONY: distclean
 distclean: clean ## Remove everything made here, the virtualenv and ./bin included.
