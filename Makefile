@@ -96,6 +96,15 @@ chart-lint: tools ## helm lint --strict the chart with every ci/*-values.yaml.
 chart-template: tools ## Print the manifests for VALUES (default: the kind values).
 	$(HELM) template mnist-serve $(CHART) -f $(VALUES)
 
+##@ GitOps
+
+FROM ?= origin/main
+TO ?= HEAD
+
+.PHONY: rollout-plan
+rollout-plan: tools $(STAMP) ## What KubeRay will do going FROM -> TO (values files or git refs; VALUES names the values at a ref).
+	PYTHONPATH=tests $(BIN)/python -m rollout_plan $(FROM) $(TO) --values $(VALUES)
+
 ##@ Local cluster
 
 .PHONY: cluster-up

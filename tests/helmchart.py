@@ -18,10 +18,14 @@ HELMS = {version: REPO / "bin" / f"helm-{version}" for version in ("v4.3.1", "v3
 HELM = HELMS["v4.3.1"]
 # The Kubernetes versions the chart promises (Chart.yaml kubeVersion) up to the one kind runs.
 KUBE_VERSIONS = ("1.25.0", "1.33.0")
-# Every values scenario CI renders: the chart's defaults, then each ci/*-values.yaml.
-SCENARIOS = {"default": None} | {
-    path.name.removesuffix("-values.yaml"): path for path in sorted(CI_VALUES.glob("*-values.yaml"))
-}
+ENVIRONMENTS = REPO / "k8s" / "envs"
+# Every values scenario CI renders: the chart's defaults, each ci/*-values.yaml, and the values
+# of each environment Argo CD deploys (k8s/envs/<env>/values.yaml).
+SCENARIOS = (
+    {"default": None}
+    | {path.name.removesuffix("-values.yaml"): path for path in sorted(CI_VALUES.glob("*-values.yaml"))}
+    | {f"env-{path.parent.name}": path for path in sorted(ENVIRONMENTS.glob("*/values.yaml"))}
+)
 
 
 class RenderError(Exception):
@@ -41,9 +45,10 @@ def render(
     release: str = "mnist-serve",
     binary: Path = HELM,
     kube_version: str = KUBE_VERSIONS[-1],
+    chart: Path = CHART,
 ) -> list[dict]:
     """`helm template` the chart with values file(s); the rendered objects, in order."""
-    args = ["template", release, str(CHART), "--namespace", "serving", "--kube-version", kube_version]
+    args = ["template", release, str(chart), "--namespace", "serving", "--kube-version", kube_version]
     for path in [values] if isinstance(values, Path) else values or []:
         args += ["--values", str(path)]
     for key, value in (sets or {}).items():

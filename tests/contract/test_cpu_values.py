@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import requests
 
 import kuberay
 from helmchart import CI_VALUES, rayservice, render
@@ -105,3 +106,5 @@ def test_gitops_rollout_in_place_under_load(run, mnist_test, report):
     assert late and {o.model_version for o in late} == {"2"}
     assert max(o.batch_size for o in late) <= 4
     assert len(run.cluster.replicas()["Ingress"]) == 3
+    metadata = requests.get(f"{run.cluster.serve_url}/v2/models/mnist", timeout=10).json()
+    assert metadata["versions"] == ["2"]
