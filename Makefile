@@ -105,6 +105,23 @@ TO ?= HEAD
 rollout-plan: tools $(STAMP) ## What KubeRay will do going FROM -> TO (values files or git refs; VALUES names the values at a ref).
 	PYTHONPATH=tests $(BIN)/python -m rollout_plan $(FROM) $(TO) --values $(VALUES)
 
+##@ Image
+
+CONTAINER_TOOL ?= docker
+# One source for versions: the chart (appVersion, rayVersion).
+VERSION ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' $(CHART)/Chart.yaml)
+RAY_VERSION ?= $(shell sed -n 's/^rayVersion: "\(.*\)"/\1/p' $(CHART)/values.yaml)
+IMAGE_FLAVOR ?= cpu
+BASE_IMAGE ?= rayproject/ray:$(RAY_VERSION)-py311-$(IMAGE_FLAVOR)
+IMAGE ?= mnist-serve:$(VERSION)-ray$(RAY_VERSION)-$(IMAGE_FLAVOR)
+IMAGE_BUILD_OPTS ?=
+
+.PHONY: image
+image: model ## Build the image (CONTAINER_TOOL docker|podman, IMAGE_FLAVOR cpu|gpu) with the app and the weights.
+	$(CONTAINER_TOOL) build $(IMAGE_BUILD_OPTS) -f image/Dockerfile -t $(IMAGE) \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg RAY_VERSION=$(RAY_VERSION) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) .
+
 ##@ Local cluster
 
 .PHONY: cluster-up
@@ -135,6 +152,90 @@ loadtest: $(STAMP) ## Locust at HOST (SHAPE steady|ramp|spike, DURATION s, PEAK_
 	$(BIN)/python loadtest/report.py $(RESULTS)/locust
 	$(BIN)/python loadtest/slo.py $(RESULTS)/locust --slo $(SLO)
 
+##@ kind (needs Docker or podman, and internet)
+
+KIND_VERSION ?= v0.29.0
+KUBECTL_VERSION ?= v1.33.1
+KUBERAY_VERSION ?= $(shell sed -n 's/^  mnist-serve\/kuberay-version: "\(.*\)"/\1/p' $(CHART)/Chart.yaml)
+KIND ?= $(LOCALBIN)/kind-$(KIND_VERSION)
+KUBECTL ?= $(LOCALBIN)/kubectl-$(KUBECTL_VERSION)
+KIND_CLUSTER ?= mnist-serve
+NAMESPACE ?= mnist-serve
+KIND_VALUES ?= $(CHART)/ci/kind-values.yaml
+KIND_TIMEOUT ?= 15m
+# Set KEEP_CLUSTER=1 to keep the cluster after kind-test.
+KEEP_CLUSTER ?=
+# podman names local images localhost/<name>; docker leaves them bare.
+KIND_IMAGE_REPOSITORY ?= $(if $(filter podman,$(CONTAINER_TOOL)),localhost/,)mnist-serve
+KCTX = --context kind-$(KIND_CLUSTER)
+
+$(KIND):
+	mkdir -p $(LOCALBIN)
+	curl -fsSLo $@.partial https://kind.sigs.k8s.io/dl/$(KIND_VERSION)/kind-linux-amd64
+	echo "$$(curl -fsSL https://github.com/kubernetes-sigs/kind/releases/download/$(KIND_VERSION)/kind-linux-amd64.sha256sum | cut -d' ' -f1)  $@.partial" | sha256sum -c -
+	chmod +x $@.partial && mv $@.partial $@
+
+$(KUBECTL):
+	mkdir -p $(LOCALBIN)
+	curl -fsSLo $@.partial https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/linux/amd64/kubectl
+	echo "$$(curl -fsSL https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/linux/amd64/kubectl.sha256)  $@.partial" | sha256sum -c -
+	chmod +x $@.partial && mv $@.partial $@
+
+.PHONY: kind-test
+kind-test: ## Everything below in order; diagnostics on failure; tears down unless KEEP_CLUSTER=1.
+	@status=0; $(MAKE) --no-print-directory kind-up kind-operator kind-load kind-deploy kind-wait kind-smoke \
+		|| { status=$$?; $(MAKE) --no-print-directory kind-diagnostics; }; \
+	if [ -z "$(KEEP_CLUSTER)" ]; then $(MAKE) --no-print-directory kind-down; fi; exit $$status
+
+.PHONY: kind-up
+kind-up: $(KIND) $(KUBECTL) $(HELM) ## Create the kind cluster from k8s/kind/cluster.yaml (pinned node image).
+	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) || \
+		KIND_EXPERIMENTAL_PROVIDER=$(CONTAINER_TOOL) $(KIND) create cluster --name $(KIND_CLUSTER) --config k8s/kind/cluster.yaml --wait 120s
+
+.PHONY: kind-operator
+kind-operator: $(HELM) ## Install the KubeRay operator with helm (k8s/kuberay-operator-values.yaml).
+	$(HELM) upgrade --install kuberay-operator kuberay-operator --repo https://ray-project.github.io/kuberay-helm/ \
+		--version $(KUBERAY_VERSION) --namespace kuberay-system --create-namespace \
+		--values k8s/kuberay-operator-values.yaml --wait --timeout 5m --kube-context kind-$(KIND_CLUSTER)
+
+.PHONY: kind-load
+kind-load: image $(KIND) ## Build the image and load it into the kind node.
+	$(CONTAINER_TOOL) save $(IMAGE) -o artifacts/image.tar
+	KIND_EXPERIMENTAL_PROVIDER=$(CONTAINER_TOOL) $(KIND) load image-archive artifacts/image.tar --name $(KIND_CLUSTER)
+	rm -f artifacts/image.tar
+
+.PHONY: kind-deploy
+kind-deploy: $(HELM) ## helm install the chart with the CPU-only kind values.
+	$(HELM) upgrade --install mnist-serve $(CHART) --namespace $(NAMESPACE) --create-namespace \
+		--values $(KIND_VALUES) --set image.repository=$(KIND_IMAGE_REPOSITORY) --kube-context kind-$(KIND_CLUSTER)
+
+.PHONY: kind-wait
+kind-wait: $(KUBECTL) ## Wait for the RayService's Ready condition (KIND_TIMEOUT).
+	$(KUBECTL) $(KCTX) -n $(NAMESPACE) wait rayservice/mnist-serve --for=condition=Ready --timeout=$(KIND_TIMEOUT)
+
+.PHONY: kind-smoke
+# `make` itself, not $(MAKE), below: `make -n kind-test` must print the port-forward, not run it.
+kind-smoke: $(HELM) $(KUBECTL) $(STAMP) ## helm test, then a short Locust run through a port-forward, gated on zero failures.
+	$(HELM) test mnist-serve --namespace $(NAMESPACE) --logs --kube-context kind-$(KIND_CLUSTER)
+	$(KUBECTL) $(KCTX) -n $(NAMESPACE) port-forward svc/mnist-serve-serve-svc 18000:8000 >/dev/null & pf=$$!; \
+		trap "kill $$pf" EXIT; sleep 3; \
+		make --no-print-directory loadtest HOST=http://127.0.0.1:18000 SHAPE=steady DURATION=30 PEAK_USERS=4 \
+			RESULTS=loadtest/results/kind
+
+.PHONY: kind-diagnostics
+kind-diagnostics: $(KUBECTL) ## Print RayService status and events, pods, operator logs and Ray logs.
+	-$(KUBECTL) $(KCTX) -n $(NAMESPACE) get rayservice mnist-serve -o yaml
+	-$(KUBECTL) $(KCTX) -n $(NAMESPACE) get events --sort-by=.lastTimestamp
+	-$(KUBECTL) $(KCTX) get pods -A -o wide
+	-$(KUBECTL) $(KCTX) -n kuberay-system logs deployment/kuberay-operator --tail=200
+	-$(KUBECTL) $(KCTX) -n $(NAMESPACE) logs -l ray.io/node-type=head -c ray-head --tail=200
+	-for pod in $$($(KUBECTL) $(KCTX) -n $(NAMESPACE) get pods -l ray.io/node-type=head -o name); do \
+		$(KUBECTL) $(KCTX) -n $(NAMESPACE) exec $$pod -c ray-head -- sh -c 'tail -n 100 /tmp/ray/session_latest/logs/serve/controller_*.log'; done
+
+.PHONY: kind-down
+kind-down: $(KIND) ## Delete the kind cluster.
+	KIND_EXPERIMENTAL_PROVIDER=$(CONTAINER_TOOL) $(KIND) delete cluster --name $(KIND_CLUSTER)
+
 ##@ Tests
 
 .PHONY: test
@@ -152,6 +253,12 @@ test-chart: tools $(STAMP) ## The chart: lint, render, CRD and Kubernetes schema
 .PHONY: test-contract
 test-contract: tools model ## The rendered RayService on a local multi-node Ray: scaling, node loss, rollouts (about 8 minutes).
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
+
+.PHONY: test-image
+test-image: model ## The image built and run with podman on a stand-in Ray base (not in make test: ~15 min, 10 GB).
+	@command -v podman >/dev/null && command -v debootstrap >/dev/null || { echo "installing podman and debootstrap with apt"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc slirp4netns uidmap fuse-overlayfs debootstrap; }
+	$(BIN)/pytest -m image $(PYTEST_ARGS)
 
 .PHONY: test-serve
 test-serve: model ## The application on a real local Ray, over HTTP.

@@ -104,7 +104,49 @@ def single_node(env: dict[str, str], num_cpus: int = 2) -> list[Node]:
     return [Node("head", "head", {"num-cpus": str(num_cpus), "block": "true"}, env)]
 
 
-class LocalRayCluster:
+class RayDashboard:
+    """What the KubeRay operator does through a head's dashboard: PUT the serve config, poll it."""
+
+    def __init__(self, dashboard_url: str) -> None:
+        self.dashboard_url = dashboard_url
+
+    def deploy(self, config: dict) -> None:
+        """PUT a serve config, as the KubeRay operator does."""
+        response = requests.put(f"{self.dashboard_url}/api/serve/applications/", json=config, timeout=30)
+        if not response.ok:
+            raise RuntimeError(f"PUT serve config: HTTP {response.status_code}: {response.text}")
+
+    def details(self) -> dict:
+        url = f"{self.dashboard_url}/api/serve/applications/?api_type=declarative"
+        return requests.get(url, timeout=10).json()
+
+    def replicas(self, app: str = "mnist") -> dict[str, set[str]]:
+        """Replica IDs per deployment: a restarted or replaced replica gets a new one."""
+        deployments = self.details()["applications"][app]["deployments"]
+        return {name: {r["replica_id"] for r in d["replicas"]} for name, d in deployments.items()}
+
+    def wait_running(self, timeout_s: float = 120, since: float = 0.0) -> dict:
+        """Poll until every application is RUNNING; raise with Ray's message on failure.
+
+        `since`: ignore a status older than this deploy time (seconds since the
+        epoch), so a redeploy is not mistaken for the previous RUNNING state.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            apps = self.details().get("applications") or {}
+            fresh = all(a.get("last_deployed_time_s", 0) >= since for a in apps.values())
+            statuses = {name: app["status"] for name, app in apps.items()}
+            if apps and fresh and all(s == "RUNNING" for s in statuses.values()):
+                return apps
+            failed = {n: apps[n]["message"] for n, s in statuses.items() if s == "DEPLOY_FAILED"}
+            if failed and fresh:
+                raise RuntimeError(f"serve applications failed to deploy: {failed}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"applications not RUNNING after {timeout_s}s: {statuses}")
+            time.sleep(1)
+
+
+class LocalRayCluster(RayDashboard):
     """Ray nodes started as KubeRay starts pods (`ray start ... --block`), one process tree
     each, on loopback. What differs from a pod, and why, is in `_command` and `_environment`."""
 
@@ -121,7 +163,7 @@ class LocalRayCluster:
         # Extra environment for every node, on top of each node's own (tests shorten timers).
         self.env = env or {}
         self.processes: dict[str, subprocess.Popen] = {}
-        self.dashboard_url = f"http://127.0.0.1:{ports.dashboard}"
+        super().__init__(f"http://127.0.0.1:{ports.dashboard}")
         self.serve_url = f"http://127.0.0.1:{ports.serve}"
 
     def _command(self, node: Node) -> list[str]:
@@ -263,41 +305,6 @@ class LocalRayCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(alive)} of {count} Ray nodes alive after {timeout_s}s")
             time.sleep(0.5)
-
-    def deploy(self, config: dict) -> None:
-        """PUT a serve config, as the KubeRay operator does."""
-        response = requests.put(f"{self.dashboard_url}/api/serve/applications/", json=config, timeout=30)
-        if not response.ok:
-            raise RuntimeError(f"PUT serve config: HTTP {response.status_code}: {response.text}")
-
-    def details(self) -> dict:
-        url = f"{self.dashboard_url}/api/serve/applications/?api_type=declarative"
-        return requests.get(url, timeout=10).json()
-
-    def replicas(self, app: str = "mnist") -> dict[str, set[str]]:
-        """Replica IDs per deployment: a restarted or replaced replica gets a new one."""
-        deployments = self.details()["applications"][app]["deployments"]
-        return {name: {r["replica_id"] for r in d["replicas"]} for name, d in deployments.items()}
-
-    def wait_running(self, timeout_s: float = 120, since: float = 0.0) -> dict:
-        """Poll until every application is RUNNING; raise with Ray's message on failure.
-
-        `since`: ignore a status older than this deploy time (seconds since the
-        epoch), so a redeploy is not mistaken for the previous RUNNING state.
-        """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            apps = self.details().get("applications") or {}
-            fresh = all(a.get("last_deployed_time_s", 0) >= since for a in apps.values())
-            statuses = {name: app["status"] for name, app in apps.items()}
-            if apps and fresh and all(s == "RUNNING" for s in statuses.values()):
-                return apps
-            failed = {n: apps[n]["message"] for n, s in statuses.items() if s == "DEPLOY_FAILED"}
-            if failed and fresh:
-                raise RuntimeError(f"serve applications failed to deploy: {failed}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"applications not RUNNING after {timeout_s}s: {statuses}")
-            time.sleep(1)
 
     def node_id(self, name: str) -> str:
         """The Ray node ID of one of our nodes (read from its raylet's command line)."""
