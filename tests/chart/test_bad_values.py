@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 import pytest
+import yaml
 
 from helmchart import HELMS, RenderError, render
 
@@ -37,7 +38,7 @@ class Schema:
         return (self.path in message or pointer in message) and self.word.lower() in message.lower()
 
 
-# (id, --set-json values, what the message must say)
+# (id, values as --set-json would give them, what the message must say)
 CASES = [
     ("unknown top-level key", {"replicas": "3"}, Schema("", "replicas")),
     (
@@ -191,9 +192,19 @@ CASES = [
 
 @pytest.mark.parametrize("binary", HELMS.values(), ids=HELMS.keys())
 @pytest.mark.parametrize(("sets", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_values_are_refused_with_a_clear_message(binary, sets, message):
+def test_bad_values_are_refused_with_a_clear_message(binary, sets, message, tmp_path):
+    """Each case as a values file, the way users pass values (`helm install -f`)."""
+    values = {}
+    for dotted, value in sets.items():
+        *parents, leaf = dotted.split(".")
+        node = values
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = json.loads(value)
+    path = tmp_path / "bad-values.yaml"
+    path.write_text(yaml.safe_dump(values))
     with pytest.raises(RenderError) as refused:
-        render(sets=sets, binary=binary)
+        render(path, binary=binary)
     if isinstance(message, Schema):
         assert message.found_in(str(refused.value)), str(refused.value)
     else:

@@ -25,6 +25,8 @@ BASE_IMAGE = f"localhost/mnist-serve-standin-ray:{RAY_VERSION}-py311-cpu"
 IMAGE = f"localhost/mnist-serve:0.1.0-ray{RAY_VERSION}-cpu"
 WHEELHOUSE = Path(os.environ.get("WHEELHOUSE", "/tmp/mnist-serve-wheelhouse"))
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
+# Where builds see it: not over the image's own bundle, which apt may rewrite.
+BUILD_CA = "/etc/ssl/host-ca.crt"
 # podman on this VM: runc (crun fails on its hybrid cgroups) and the ulimits Ray needs.
 CONTAINERS_CONF = """[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
@@ -62,9 +64,9 @@ def build_mounts(containers_conf, tmp_path_factory) -> list[str]:
             timeout=1800,
         )
     pip_conf = tmp_path_factory.mktemp("pip") / "pip.conf"
-    pip_conf.write_text(f"[global]\ncert = {HOST_CA}\nfind-links = /wheelhouse\n")
+    pip_conf.write_text(f"[global]\ncert = {BUILD_CA}\nfind-links = /wheelhouse\n")
     return [
-        f"--volume={HOST_CA}:{HOST_CA}:ro",
+        f"--volume={HOST_CA}:{BUILD_CA}:ro",
         f"--volume={WHEELHOUSE}:/wheelhouse:ro",
         f"--volume={pip_conf}:/etc/pip.conf:ro",
     ]
