@@ -255,7 +255,7 @@ test-contract: tools model ## The rendered RayService on a local multi-node Ray:
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
 
 .PHONY: test-image
-test-image: model ## The image built and run with podman on a stand-in Ray base (not in make test: ~15 min, 10 GB).
+test-image: model ## The image built and run with podman on a stand-in Ray base (not in make test: ~10 min, 10 GB).
 	@command -v podman >/dev/null && command -v debootstrap >/dev/null || { echo "installing podman and debootstrap with apt"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc slirp4netns uidmap fuse-overlayfs debootstrap; }
 	$(BIN)/pytest -m image $(PYTEST_ARGS)
