@@ -239,7 +239,7 @@ kind-down: $(KIND) ## Delete the kind cluster.
 ##@ Tests
 
 .PHONY: test
-test: lint tools model ## Run the whole test suite (lint first: it fails fastest).
+test: lint tools model ## Run the whole test suite but the podman image build (lint first: it fails fastest).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
