@@ -110,6 +110,37 @@ class RayDashboard:
     def __init__(self, dashboard_url: str) -> None:
         self.dashboard_url = dashboard_url
 
+    def wait_up(self, timeout_s: float, alive=lambda: None, logs: str = "") -> None:
+        """Wait until the dashboard answers; `alive()` raises if what should serve it has died;
+        `logs` says where to look when it never answers."""
+        deadline = time.monotonic() + timeout_s
+        status = None
+        while time.monotonic() < deadline:
+            alive()
+            try:
+                status = requests.get(f"{self.dashboard_url}/api/version", timeout=2).status_code
+                if status == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(
+            f"the Ray dashboard did not answer 200 within {timeout_s}s (last status {status}); see {logs}"
+        )
+
+    def _state(self, resource: str) -> list[dict]:
+        """Ray's state API: every node or actor, with details."""
+        url = f"{self.dashboard_url}/api/v0/{resource}?limit=1000&detail=true"
+        return requests.get(url, timeout=10).json()["data"]["result"]["result"]
+
+    def alive_nodes(self) -> list[dict]:
+        """ALIVE nodes, with resources and labels."""
+        return [n for n in self._state("nodes") if n["state"] == "ALIVE"]
+
+    def actors(self, class_name: str) -> list[dict]:
+        """The live actors of a class: node, PID, resources."""
+        return [a for a in self._state("actors") if a["class_name"] == class_name and a["state"] == "ALIVE"]
+
     def deploy(self, config: dict) -> None:
         """PUT a serve config, as the KubeRay operator does."""
         response = requests.put(f"{self.dashboard_url}/api/serve/applications/", json=config, timeout=30)
@@ -237,7 +268,7 @@ class LocalRayCluster(RayDashboard):
             for count, name in enumerate(self.nodes, start=1):
                 self.start_node(name)
                 if name == "head":
-                    self._wait_for_dashboard(timeout_s)
+                    self.wait_up(timeout_s, self._head_alive, f"{self.temp_dir}/ray-start-head.log")
                 # One at a time (KubeRay starts pods at once): nodes sharing one machine pick
                 # their socket names from what exists, and starting together they collide.
                 self.wait_nodes(count, timeout_s)
@@ -260,38 +291,12 @@ class LocalRayCluster(RayDashboard):
         )
         log.close()
 
-    def _wait_for_dashboard(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        status = None
+    def _head_alive(self) -> None:
         head = self.processes["head"]
-        while time.monotonic() < deadline:
-            if head.poll() is not None:
-                raise RuntimeError(
-                    f"ray start exited with {head.returncode}; see {self.temp_dir}/ray-start-head.log"
-                )
-            try:
-                status = requests.get(f"{self.dashboard_url}/api/version", timeout=2).status_code
-                if status == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(
-            f"the Ray dashboard did not answer 200 within {timeout_s}s "
-            f"(last status {status}); see {self.temp_dir}/ray-start-head.log"
-        )
-
-    def alive_nodes(self) -> list[dict]:
-        """Ray's view of its nodes (state API): ALIVE ones, with resources and labels."""
-        url = f"{self.dashboard_url}/api/v0/nodes?limit=1000&detail=true"
-        result = requests.get(url, timeout=10).json()["data"]["result"]["result"]
-        return [n for n in result if n["state"] == "ALIVE"]
-
-    def actors(self, class_name: str) -> list[dict]:
-        """Ray's view of the live actors of a class (state API): node, PID, resources."""
-        url = f"{self.dashboard_url}/api/v0/actors?limit=1000&detail=true"
-        result = requests.get(url, timeout=10).json()["data"]["result"]["result"]
-        return [a for a in result if a["class_name"] == class_name and a["state"] == "ALIVE"]
+        if head.poll() is not None:
+            raise RuntimeError(
+                f"ray start exited with {head.returncode}; see {self.temp_dir}/ray-start-head.log"
+            )
 
     def wait_nodes(self, count: int, timeout_s: float = 120) -> list[dict]:
         deadline = time.monotonic() + timeout_s

@@ -22,10 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from helmchart import CHART, REPO, rayservice, render
-from kuberay import quantity
+from kuberay import quantity, serve_config
 
 IN_PLACE = "in-place"
 NEW_CLUSTER = "new-cluster"
@@ -141,15 +139,12 @@ def requested(service: dict) -> dict[str, float]:
 
 def plan(old: list[dict], new: list[dict]) -> Plan:
     before, after = rayservice(old), rayservice(new)
-    serve = diff(
-        yaml.safe_load(before["spec"]["serveConfigV2"]), yaml.safe_load(after["spec"]["serveConfigV2"])
-    )
+    serve = diff(serve_config(before), serve_config(after))
     cluster = diff(
         _without_worker_counts(before["spec"]["rayClusterConfig"]),
         _without_worker_counts(after["spec"]["rayClusterConfig"]),
     )
-    others = {(o["kind"], o["metadata"]["name"]): o for o in old if o["kind"] != "RayService"}
-    others_new = {(o["kind"], o["metadata"]["name"]): o for o in new if o["kind"] != "RayService"}
+    others, others_new = _others(old), _others(new)
     other = [
         f"{kind}/{name}"
         for kind, name in sorted(set(others) | set(others_new))
@@ -164,8 +159,14 @@ def plan(old: list[dict], new: list[dict]) -> Plan:
     counts = diff(_worker_counts(before), _worker_counts(after), "workerGroupSpecs")
     action = NEW_CLUSTER if cluster else IN_PLACE if serve else WORKER_COUNTS if counts else NOTHING
     strategy = after["spec"].get("upgradeStrategy", {}).get("type", "NewCluster")
-    both = {k: requested(before)[k] + requested(after)[k] for k in ("CPU", "GiB memory", "GPU")}
+    old_pods, new_pods = requested(before), requested(after)
+    both = {k: old_pods[k] + new_pods[k] for k in old_pods}
     return Plan(action, serve, cluster + counts, spec, other, strategy, both)
+
+
+def _others(objects: list[dict]) -> dict[tuple[str, str], dict]:
+    """The objects Helm applies itself (all but the RayService), by kind and name."""
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects if o["kind"] != "RayService"}
 
 
 def _worker_counts(service: dict) -> list[dict]:

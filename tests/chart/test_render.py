@@ -3,6 +3,8 @@ the KubeRay CRD, the Kubernetes schemas and Ray Serve's own config schema."""
 
 from __future__ import annotations
 
+import copy
+
 import kubernetes_validate
 import pytest
 import yaml
@@ -23,11 +25,6 @@ from kuberay import serve_config
 from localray import RAY_ENV, SERVE_CONFIG
 
 scenarios = pytest.mark.parametrize("values", SCENARIOS.values(), ids=SCENARIOS.keys())
-
-
-@pytest.fixture(scope="module")
-def rendered() -> dict[str, list[dict]]:
-    return {name: render(values) for name, values in SCENARIOS.items()}
 
 
 @pytest.mark.parametrize("binary", HELMS.values(), ids=HELMS.keys())
@@ -53,7 +50,7 @@ def test_rayservice_validates_against_the_kuberay_crd(rendered, scenario):
 
 
 def test_the_crd_check_rejects_an_unknown_field(rendered):
-    service = rayservice(rendered["default"])
+    service = copy.deepcopy(rayservice(rendered["default"]))
     service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplica"] = 3
     assert not crd_validator("RayService").is_valid(service)
 

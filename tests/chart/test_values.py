@@ -10,11 +10,6 @@ from kuberay import serve_config
 GPU = "nvidia.com/gpu"
 
 
-@pytest.fixture(scope="module")
-def rendered() -> dict[str, list[dict]]:
-    return {name: render(values) for name, values in SCENARIOS.items()}
-
-
 def deployments(objects: list[dict]) -> dict[str, dict]:
     (app,) = serve_config(rayservice(objects))["applications"]
     return {d["name"]: d for d in app["deployments"]}

@@ -20,6 +20,12 @@ NETWORK = "mnist-serve-image-test"
 DASHBOARD, SERVE = 38265, 38000
 
 
+def head_running(name: str) -> None:
+    state = podman("inspect", "--format={{.State.Status}}", name).stdout.strip()
+    if state != "running":
+        raise RuntimeError(f"{name} is {state}:\n{podman('logs', name, check=False).stderr[-3000:]}")
+
+
 @pytest.fixture(scope="module")
 def cluster(image, report):
     service = rayservice(render(CI_VALUES / "kind-values.yaml"))
@@ -55,15 +61,7 @@ def cluster(image, report):
             ]
             podman("run", *container, *publish, *env, image, *command)
         dashboard = RayDashboard(f"http://127.0.0.1:{DASHBOARD}")
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if requests.get(f"{dashboard.dashboard_url}/api/version", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, podman("logs", names[0], check=False).stdout[-3000:]
-            time.sleep(1)
+        dashboard.wait_up(180, lambda: head_running(names[0]), f"`podman logs {names[0]}`")
         # serveConfigV2 exactly as rendered: the image's weights path, 0.0.0.0:8000.
         dashboard.deploy(kuberay.serve_config(service))
         dashboard.wait_running(timeout_s=300)
@@ -93,8 +91,7 @@ def test_real_digits_are_classified_through_the_head_container(cluster, mnist_te
 
 def test_replicas_run_in_the_worker_container(cluster):
     dashboard, _ = cluster
-    nodes = requests.get(f"{dashboard.dashboard_url}/api/v0/nodes?detail=true", timeout=10).json()
-    workers = {n["node_id"] for n in nodes["data"]["result"]["result"] if not n["is_head_node"]}
+    workers = {n["node_id"] for n in dashboard.alive_nodes() if not n["is_head_node"]}
     deployments = dashboard.details()["applications"]["mnist"]["deployments"]
     assert {r["node_id"] for d in deployments.values() for r in d["replicas"]} <= workers
 
