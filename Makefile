@@ -64,8 +64,8 @@ samples: $(STAMP) ## Write a real test digit as a request body in every format (
 
 .PHONY: lint
 lint: $(STAMP) ## Lint and check formatting with ruff.
-	$(BIN)/ruff check app tests bench hack loadtest
-	$(BIN)/ruff format --check app tests bench hack loadtest
+	$(BIN)/ruff check app clusterkit tests bench hack loadtest
+	$(BIN)/ruff format --check app clusterkit tests bench hack loadtest
 
 .PHONY: bench
 bench: model ## Benchmark: raw model vs this service vs plain FastAPI, side by side.
@@ -103,7 +103,7 @@ TO ?= HEAD
 
 .PHONY: rollout-plan
 rollout-plan: tools $(STAMP) ## What KubeRay will do going FROM -> TO (values files or git refs; VALUES names the values at a ref).
-	PYTHONPATH=tests $(BIN)/python -m rollout_plan $(FROM) $(TO) --values $(VALUES)
+	$(BIN)/python -m clusterkit.rollout_plan $(FROM) $(TO) --values $(VALUES)
 
 ##@ Image
 
@@ -126,11 +126,11 @@ image: model ## Build the image (CONTAINER_TOOL docker|podman, IMAGE_FLAVOR cpu|
 
 .PHONY: cluster-up
 cluster-up: tools model ## Bring the chart's RayService (VALUES) up on a local multi-node Ray, as KubeRay would; leave it running.
-	PYTHONPATH=tests $(BIN)/python -m localray up $(addprefix --values ,$(VALUES))
+	$(BIN)/python -m clusterkit.localray up $(addprefix --values ,$(VALUES))
 
 .PHONY: cluster-down
 cluster-down: $(STAMP) ## Stop the local cluster that cluster-up started.
-	PYTHONPATH=tests $(BIN)/python -m localray down
+	$(BIN)/python -m clusterkit.localray down
 
 ##@ Load
 

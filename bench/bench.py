@@ -21,12 +21,11 @@ import requests
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
 
-from localray import WEIGHTS, LocalRayCluster, ray_env, serve_config, single_node  # noqa: E402
-from mnist_serve import client, data  # noqa: E402
-from mnist_serve.preprocessing import to_model_input  # noqa: E402
-from mnist_serve.weights import load_model  # noqa: E402
+from clusterkit.localray import WEIGHTS, LocalRayCluster, ray_env, serve_config, single_node
+from mnist_serve import client, data
+from mnist_serve.preprocessing import to_model_input
+from mnist_serve.weights import load_model
 
 CLIENTS = (1, 32, 128)
 FORMATS = ("json", "raw")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from localray import WEIGHTS, LocalRayCluster, ray_env, serve_config, single_node
+from clusterkit.localray import WEIGHTS, LocalRayCluster, ray_env, serve_config, single_node
 from mnist_serve import data
 
 TESTS = Path(__file__).parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helmchart import SCENARIOS, render
+from clusterkit.helmchart import SCENARIOS, render
 
 
 @pytest.fixture(scope="session")

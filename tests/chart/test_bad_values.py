@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from helmchart import HELMS, RenderError, render
+from clusterkit.helmchart import HELMS, RenderError, render
 
 CPU_WORKER = {
     "name": "cpu",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from helmchart import CHART, ENVIRONMENTS, REPO
+from clusterkit.helmchart import CHART, ENVIRONMENTS, REPO
 
 ARGOCD = REPO / "k8s" / "argocd"
 

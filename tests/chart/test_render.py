@@ -9,8 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-import serveconfig
-from helmchart import (
+from clusterkit import serveconfig
+from clusterkit.helmchart import (
     CHART,
     HELMS,
     KUBE_VERSIONS,
@@ -21,8 +21,8 @@ from helmchart import (
     rayservice,
     render,
 )
-from kuberay import serve_config
-from localray import RAY_ENV, SERVE_CONFIG
+from clusterkit.kuberay import serve_config
+from clusterkit.localray import RAY_ENV, SERVE_CONFIG
 
 scenarios = pytest.mark.parametrize("values", SCENARIOS.values(), ids=SCENARIOS.keys())
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from helmchart import CI_VALUES, REPO, render
-from rollout_plan import IN_PLACE, NEW_CLUSTER, NOTHING, WORKER_COUNTS, plan
+from clusterkit.helmchart import CI_VALUES, REPO, render
+from clusterkit.rollout_plan import IN_PLACE, NEW_CLUSTER, NOTHING, WORKER_COUNTS, plan
 
 KIND = CI_VALUES / "kind-values.yaml"
 
@@ -114,18 +114,16 @@ def test_git_refs_render_the_chart_at_that_ref():
         ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
     result = subprocess.run(
-        [sys.executable, "-m", "rollout_plan", head, str(KIND), "--values", "charts/ci/kind-values.yaml"],
+        [sys.executable, "-m", "clusterkit.rollout_plan", head, str(KIND), "--values", "charts/ci/kind-values.yaml"],
         cwd=REPO,
-        env={"PYTHONPATH": str(REPO / "tests")},
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"Rollout plan: {head} -> ")
     bogus = subprocess.run(
-        [sys.executable, "-m", "rollout_plan", "no-such-ref", str(KIND)],
+        [sys.executable, "-m", "clusterkit.rollout_plan", "no-such-ref", str(KIND)],
         cwd=REPO,
-        env={"PYTHONPATH": str(REPO / "tests")},
         capture_output=True,
         text=True,
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from helmchart import SCENARIOS, by_kind, groups, rayservice, render
-from kuberay import serve_config
+from clusterkit.helmchart import SCENARIOS, by_kind, groups, rayservice, render
+from clusterkit.kuberay import serve_config
 
 GPU = "nvidia.com/gpu"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from localray import Ports, start_rayservice
+from clusterkit.localray import Ports, start_rayservice
 
 # Apart from the serve tests' cluster, so both layers can run in one session.
 PORTS = Ports(gcs=27379, dashboard=29265, client=20011, serve=29000, nodes=22000)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import requests
 
-import kuberay
-from helmchart import CI_VALUES, rayservice, render
-from load import Load, failed, summary
+from clusterkit import kuberay
+from clusterkit.helmchart import CI_VALUES, rayservice, render
+from clusterkit.load import Load, failed, summary
 
 KIND = CI_VALUES / "kind-values.yaml"
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-import kuberay
-from helmchart import CI_VALUES, rayservice, render
+from clusterkit import kuberay
+from clusterkit.helmchart import CI_VALUES, rayservice, render
 
 GPU_VALUES = CI_VALUES / "gpu-fractional-values.yaml"
 # Serve reports replicas it cannot place after 30 s by default; 5 s keeps the test short.

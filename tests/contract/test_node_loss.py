@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from helmchart import CI_VALUES
-from load import Load, failed, summary
+from clusterkit.helmchart import CI_VALUES
+from clusterkit.load import Load, failed, summary
 
 VALUES = [CI_VALUES / "kind-values.yaml", Path(__file__).parent / "values" / "two-workers-values.yaml"]
 

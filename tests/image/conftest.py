@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from localray import REPO
-from podman import exists, podman
+from clusterkit.localray import REPO
+from clusterkit.podman import exists, podman
 
 RAY_VERSION = "2.60.0"
 OS_IMAGE = "localhost/mnist-serve-standin-os:bookworm"

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import requests
 
-import kuberay
-from helmchart import CI_VALUES, rayservice, render
-from localray import RayDashboard, flags
-from podman import podman
+from clusterkit import kuberay
+from clusterkit.helmchart import CI_VALUES, rayservice, render
+from clusterkit.localray import RayDashboard, flags
+from clusterkit.podman import podman
 
 NETWORK = "mnist-serve-image-test"
 DASHBOARD, SERVE = 38265, 38000

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from helmchart import by_kind, render
+from clusterkit.helmchart import by_kind, render
 
 
 @pytest.fixture(scope="module")

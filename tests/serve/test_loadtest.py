@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from localray import REPO
+from clusterkit.localray import REPO
 
 
 @pytest.fixture(scope="module")

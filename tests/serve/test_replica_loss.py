@@ -7,7 +7,7 @@ import time
 
 import psutil
 
-from load import Load, failed
+from clusterkit.load import Load, failed
 
 
 def test_a_classifier_lost_mid_request_answers_503_and_is_replaced(cluster, mnist_test):

@@ -4,7 +4,7 @@ on CPU-only machines the serve tests cover the same contract on the CPU path."""
 import pytest
 import torch
 
-from localray import WEIGHTS
+from clusterkit.localray import WEIGHTS
 from mnist_serve.preprocessing import to_model_input
 from mnist_serve.weights import load_model
 

@@ -7,8 +7,8 @@ import subprocess
 
 import yaml
 
-from helmchart import KUBE_VERSIONS
-from localray import REPO
+from clusterkit.helmchart import KUBE_VERSIONS
+from clusterkit.localray import REPO
 
 
 def planned(*args: str) -> str:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from kuberay import ceil_quantity, nodes, quantity, ray_start_params
-from localray import flags
+from clusterkit.kuberay import ceil_quantity, nodes, quantity, ray_start_params
+from clusterkit.localray import flags
 
 
 @pytest.mark.parametrize(

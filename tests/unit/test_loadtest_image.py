@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from localray import REPO
+from clusterkit.localray import REPO
 
 LOCUST_MANIFESTS = sorted((REPO / "k8s" / "locust").glob("*.yaml"))
 

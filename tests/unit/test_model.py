@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from localray import WEIGHTS
+from clusterkit.localray import WEIGHTS
 from mnist_serve import data, train
 from mnist_serve.preprocessing import to_model_input
 from mnist_serve.weights import WeightsError, load_model, sha256

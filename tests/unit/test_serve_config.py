@@ -2,8 +2,8 @@
 
 import yaml
 
-import serveconfig
-from localray import SERVE_CONFIG, ray_env
+from clusterkit import serveconfig
+from clusterkit.localray import SERVE_CONFIG, ray_env
 
 CONFIG = yaml.safe_load(SERVE_CONFIG.read_text())
 

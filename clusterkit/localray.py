@@ -26,9 +26,9 @@ import psutil
 import requests
 import yaml
 
-import helmchart
-import kuberay
-from kuberay import Node
+from clusterkit import helmchart
+from clusterkit import kuberay
+from clusterkit.kuberay import Node
 
 REPO = Path(__file__).resolve().parents[1]
 SERVE_CONFIG = REPO / "app" / "serve_config.yaml"

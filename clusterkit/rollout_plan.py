@@ -1,6 +1,6 @@
 """What KubeRay will do when a RayService changes from one render of the chart to another.
 
-    PYTHONPATH=tests python -m rollout_plan FROM TO [--values k8s/envs/prod/values.yaml]
+    python -m clusterkit.rollout_plan FROM TO [--values k8s/envs/prod/values.yaml]
     (make rollout-plan FROM=main TO=HEAD VALUES=k8s/envs/prod/values.yaml)
 
 FROM and TO are values files (rendered with this checkout's chart) or git refs (the chart and
@@ -22,8 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from helmchart import CHART, REPO, rayservice, render
-from kuberay import quantity, serve_config
+from clusterkit.helmchart import CHART, REPO, rayservice, render
+from clusterkit.kuberay import quantity, serve_config
 
 IN_PLACE = "in-place"
 NEW_CLUSTER = "new-cluster"
