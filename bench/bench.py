@@ -20,12 +20,13 @@ from pathlib import Path
 import requests
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-
 from clusterkit.localray import WEIGHTS, LocalRayCluster, ray_env, serve_config, single_node
 from mnist_serve import client, data
 from mnist_serve.preprocessing import to_model_input
 from mnist_serve.weights import load_model
+
+REPO = Path(__file__).resolve().parents[1]
+
 
 CLIENTS = (1, 32, 128)
 FORMATS = ("json", "raw")

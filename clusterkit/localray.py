@@ -26,8 +26,7 @@ import psutil
 import requests
 import yaml
 
-from clusterkit import helmchart
-from clusterkit import kuberay
+from clusterkit import helmchart, kuberay
 from clusterkit.kuberay import Node
 
 REPO = Path(__file__).resolve().parents[1]

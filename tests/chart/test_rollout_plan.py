@@ -114,7 +114,7 @@ def test_git_refs_render_the_chart_at_that_ref():
         ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
     result = subprocess.run(
-        [sys.executable, "-m", "clusterkit.rollout_plan", head, str(KIND), "--values", "charts/ci/kind-values.yaml"],
+        [sys.executable, "-m", "clusterkit.rollout_plan", head, str(KIND), "--values", str(KIND)],
         cwd=REPO,
         capture_output=True,
         text=True,
