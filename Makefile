@@ -62,6 +62,14 @@ run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (Ctrl-C st
 samples: $(STAMP) ## Write a real test digit as a request body in every format (for curl).
 	$(BIN)/python -m mnist_serve.client --out artifacts/samples
 
+# The generated code is committed (the image installs app/ without grpcio-tools);
+# tests/unit/test_proto.py fails when it no longer matches the .proto.
+PROTO_DIR := app/mnist_serve/protocol/grpc
+.PHONY: proto
+proto: $(STAMP) ## Regenerate the OIP gRPC code from its .proto (pinned grpcio-tools).
+	$(BIN)/python -m grpc_tools.protoc -Iapp --python_out=app --pyi_out=app --grpc_python_out=app \
+		$(PROTO_DIR)/grpc_predict_v2.proto
+
 .PHONY: lint
 lint: $(STAMP) ## Lint and check formatting with ruff.
 	$(BIN)/ruff check app clusterkit tests bench hack loadtest

@@ -44,6 +44,7 @@ class Ports:
     dashboard: int = 28265
     client: int = 20001
     serve: int = 28000
+    grpc: int = 29000
     # Each node's own ports are a block of NODE_PORTS from here: node i uses nodes + 10 * i.
     nodes: int = 21000
 
@@ -62,6 +63,7 @@ NODE_PORTS = (
     "haproxy-stats",
     "haproxy-metrics",
     "worker-proxy-http",
+    "worker-proxy-grpc",
 )
 
 
@@ -75,6 +77,8 @@ def localize(config: dict, ports: Ports) -> dict:
     """A serve config made runnable here: loopback, the head's serve port, the local weights."""
     config = copy.deepcopy(config)
     config["http_options"].update(host="127.0.0.1", port=ports.serve)
+    if "grpc_options" in config:
+        config["grpc_options"]["port"] = ports.grpc
     for app in config["applications"]:
         app["args"]["model"]["uri"] = str(WEIGHTS)
     return config
@@ -195,6 +199,7 @@ class LocalRayCluster(RayDashboard):
         self.processes: dict[str, subprocess.Popen] = {}
         super().__init__(f"http://127.0.0.1:{ports.dashboard}")
         self.serve_url = f"http://127.0.0.1:{ports.serve}"
+        self.grpc_url = f"127.0.0.1:{ports.grpc}"
 
     def _command(self, node: Node) -> list[str]:
         ports = self.ports.node(self.index[node.name])
@@ -246,6 +251,7 @@ class LocalRayCluster(RayDashboard):
         if not node.is_head:
             # Every node runs a proxy on the serve port; a worker's must not collide with the head's.
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports["worker-proxy-http"])
+            env["RAY_SERVE_WORKER_PROXY_GRPC_PORT"] = str(ports["worker-proxy-grpc"])
         return env
 
     def _check_ports_free(self, nodes: list[Node]) -> None:

@@ -83,7 +83,7 @@ class MnistUser(FastHttpUser):
             )
 
 
-FORMATS = {"tutorial": 1, "json": 1, "raw": 8, "png": 1, "oip-uint8": 1}
+FORMATS = {"tutorial": 1, "json": 1, "raw": 8, "png": 1, "oip-uint8": 1, "oip-binary": 1}
 
 
 class TutorialUser(MnistUser):
@@ -112,6 +112,12 @@ class OipUser(MnistUser):
     """Open Inference Protocol v2 (KServe / Triton REST)."""
 
     fmt = "oip-uint8"
+
+
+class OipBinaryUser(MnistUser):
+    """Open Inference Protocol with Triton's binary tensor data (tritonclient's default)."""
+
+    fmt = "oip-binary"
 
 
 class Shape(LoadTestShape):

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from mnist_serve import data
-from mnist_serve.schemas import MODEL_NAME, OIP_INPUT
+from mnist_serve.signature import INPUT, MODEL_NAME, PIXELS, SIDE
 
 JSON = {"content-type": "application/json"}
 
@@ -46,8 +46,25 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _oip(images: np.ndarray, datatype: str, shape: list[int], data: list) -> bytes:
-    tensor = {"name": OIP_INPUT, "datatype": datatype, "shape": shape, "data": data}
+    tensor = {"name": INPUT.name, "datatype": datatype, "shape": shape, "data": data}
     return json.dumps({"inputs": [tensor]}).encode()
+
+
+def _oip_binary(images: np.ndarray) -> Request:
+    """Triton's binary tensor data extension: a JSON header, then the raw uint8 pixels."""
+    raw = images.astype(np.uint8).tobytes()
+    tensor = {
+        "name": INPUT.name,
+        "datatype": "UINT8",
+        "shape": [len(images), PIXELS],
+        "parameters": {"binary_data_size": len(raw)},
+    }
+    header = json.dumps({"inputs": [tensor], "outputs": [{"name": "label"}]}).encode()
+    headers = {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+    return Request(INFER_PATH, header + raw, headers)
 
 
 INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
@@ -64,9 +81,10 @@ ENCODERS = {
     ),
     "png": lambda x: Request("/predict", _png(x[0]), {"content-type": "image/png"}),
     "oip-fp32": lambda x: Request(
-        INFER_PATH, _oip(x, "FP32", [len(x), 1, 28, 28], np.round(x.ravel() / 255.0, 4).tolist()), JSON
+        INFER_PATH, _oip(x, "FP32", [len(x), 1, SIDE, SIDE], np.round(x.ravel() / 255.0, 4).tolist()), JSON
     ),
-    "oip-uint8": lambda x: Request(INFER_PATH, _oip(x, "UINT8", [len(x), 784], x.ravel().tolist()), JSON),
+    "oip-uint8": lambda x: Request(INFER_PATH, _oip(x, "UINT8", [len(x), PIXELS], x.ravel().tolist()), JSON),
+    "oip-binary": _oip_binary,
 }
 FORMATS = tuple(ENCODERS)
 # Formats that carry one image per request.

@@ -16,6 +16,8 @@ from typing import Literal
 
 import numpy as np
 
+from mnist_serve.signature import SIDE
+
 Split = Literal["train", "test"]
 
 # MD5s of the original uncompressed idx files (yann.lecun.com/exdb/mnist).
@@ -49,7 +51,7 @@ class MNIST:
 def idx_md5(images: np.ndarray, labels: np.ndarray) -> dict[str, str]:
     """MD5s of the arrays serialised in the original idx format."""
     n = len(labels)
-    image_idx = struct.pack(">IIII", 0x803, n, 28, 28) + images.astype(np.uint8).tobytes()
+    image_idx = struct.pack(">IIII", 0x803, n, SIDE, SIDE) + images.astype(np.uint8).tobytes()
     label_idx = struct.pack(">II", 0x801, n) + labels.astype(np.uint8).tobytes()
     return {
         "images": hashlib.md5(image_idx).hexdigest(),
@@ -66,7 +68,7 @@ def load(split: Split) -> MNIST:
     with resources.as_file(source) as path:
         table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.uint8)
     labels = table[:, 0].astype(np.int64)
-    images = np.ascontiguousarray(table[:, 1:].reshape(-1, 28, 28))
+    images = np.ascontiguousarray(table[:, 1:].reshape(-1, SIDE, SIDE))
     md5 = idx_md5(images, labels)
     if md5 != PUBLISHED_MD5[split]:
         raise DataError(

@@ -14,9 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mnist_serve.config import Limits
-
-SIDE = 28
-PIXELS = SIDE * SIDE
+from mnist_serve.signature import INPUT, INPUT_DATATYPES, INPUT_IMAGE_SHAPES, PIXELS, SIDE
 
 
 class InputError(ValueError):
@@ -139,27 +137,59 @@ def from_tutorial_body(body: bytes, limits: Limits) -> np.ndarray:
     return from_nested(payload["image"], limits)
 
 
-def flat_tensor(data: list, shape: list[int], datatype: str, limits: Limits) -> np.ndarray:
-    """An Open Inference Protocol input tensor (FP32 or UINT8, [N,1,28,28] or [N,784]) → pixels."""
-    if len(shape) == 4 and shape[1:] == [1, SIDE, SIDE] or len(shape) == 2 and shape[1] == PIXELS:
-        n = shape[0]
-    else:
-        raise InputError(f"input shape {shape} is not supported; use [N, 1, 28, 28] or [N, 784]", 400)
+_RAW_DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype(np.uint8)}
+
+
+def oip_tensor(
+    name: str,
+    datatype: str,
+    shape: list[int],
+    limits: Limits,
+    *,
+    data: list | None = None,
+    raw: bytes | None = None,
+) -> np.ndarray:
+    """An Open Inference Protocol input tensor → pixels; errors are 400s naming the problem.
+
+    Its contents are either `data` (JSON numbers, flat or nested) or `raw`
+    (little-endian row-major bytes: gRPC `raw_input_contents`, Triton's binary
+    tensor data extension).
+    """
+    if name != INPUT.name:
+        raise InputError(f"unknown input {name!r}; the model's input is {INPUT.name!r}", 400)
+    if datatype not in INPUT_DATATYPES:
+        raise InputError(f"input datatype {datatype!r} is not supported; use one of {INPUT_DATATYPES}", 400)
+    if len(shape) < 2 or tuple(shape[1:]) not in INPUT_IMAGE_SHAPES or shape[0] < 0:
+        accepted = " or ".join(str(["N", *s]).replace("'", "") for s in INPUT_IMAGE_SHAPES)
+        raise InputError(f"input shape {list(shape)} is not supported; use {accepted}", 400)
+    n = shape[0]
     check_batch_size(n, limits)
-    try:
-        array = np.asarray(data)
-    except ValueError:
-        raise InputError("input data is not a rectangular array", 400) from None
-    if array.dtype == bool or array.dtype.kind not in "iuf":
-        raise InputError("input data must hold only numbers", 400)
-    if array.size != n * PIXELS:
-        raise InputError(f"input data holds {array.size} values but shape {shape} needs {n * PIXELS}", 400)
-    if datatype == "UINT8" and array.dtype.kind == "f":
-        if not (np.isfinite(array).all() and (array == np.round(array)).all()):
-            raise InputError("UINT8 input data must hold integers", 400)
-        array = array.astype(np.int64)
-    elif datatype == "FP32":
-        array = array.astype(np.float64)
+    if raw is not None:
+        dtype = _RAW_DTYPES[datatype]
+        if len(raw) != n * PIXELS * dtype.itemsize:
+            raise InputError(
+                f"input holds {len(raw)} bytes but {datatype} shape {list(shape)} needs "
+                f"{n * PIXELS * dtype.itemsize}",
+                400,
+            )
+        array = np.frombuffer(raw, dtype=dtype)
+    else:
+        try:
+            array = np.asarray(data)
+        except ValueError:
+            raise InputError("input data is not a rectangular array", 400) from None
+        if array.dtype == bool or array.dtype.kind not in "iuf":
+            raise InputError("input data must hold only numbers", 400)
+        if array.size != n * PIXELS:
+            raise InputError(
+                f"input data holds {array.size} values but shape {list(shape)} needs {n * PIXELS}", 400
+            )
+        if datatype == "UINT8" and array.dtype.kind == "f":
+            if not (np.isfinite(array).all() and (array == np.round(array)).all()):
+                raise InputError("UINT8 input data must hold integers", 400)
+            array = array.astype(np.int64)
+        elif datatype == "FP32":
+            array = array.astype(np.float64)
     try:
         return from_array(array.reshape(n, SIDE, SIDE), limits, name="data")
     except InputError as exc:

@@ -12,6 +12,7 @@ from ray import serve
 
 from mnist_serve.config import Batching, ModelSource
 from mnist_serve.preprocessing import to_model_input
+from mnist_serve.signature import INPUT
 from mnist_serve.weights import load_model
 
 
@@ -38,7 +39,7 @@ class Preprocessor:
 
 @dataclass(frozen=True)
 class Prediction:
-    log_probs: np.ndarray  # [n, 10] float32, the model's log_softmax output
+    log_probs: np.ndarray  # [n, CLASSES] float32, the model's log_softmax output
     model_version: str
     batch_images: int  # images in the forward pass that served this request
 
@@ -63,7 +64,7 @@ class Classifier:
 
     @serve.batch(**Batching().model_dump())
     async def predict(self, requests: list[np.ndarray]) -> list[Prediction]:
-        """Each request is a [n, 1, 28, 28] array of model input; n varies per request."""
+        """Each request is an [n, *INPUT.shape[1:]] array of model input; n varies per request."""
         sizes = [len(r) for r in requests]
         batch = torch.from_numpy(np.concatenate(requests)).to(self.device)
         with torch.inference_mode():
@@ -77,4 +78,4 @@ class Classifier:
     def check_health(self) -> None:
         """Ray restarts a replica whose model can no longer run a forward pass."""
         with torch.inference_mode():
-            self.model(torch.zeros(1, 1, 28, 28, device=self.device))
+            self.model(torch.zeros(1, *INPUT.shape[1:], device=self.device))

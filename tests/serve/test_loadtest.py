@@ -40,7 +40,7 @@ def test_every_format_was_sent_and_checked_without_failures(results):
     out, _ = results
     rows = {(r["Type"], r["Name"]): r for r in csv.DictReader((out / "locust_stats.csv").open())}
     endpoints = {"tutorial": "/", "json": "/predict", "raw": "/predict", "png": "/predict"}
-    endpoints["oip-uint8"] = "/v2/models/mnist/infer"
+    endpoints["oip-uint8"] = endpoints["oip-binary"] = "/v2/models/mnist/infer"
     for fmt, path in endpoints.items():
         http = rows[("POST", f"{fmt} {path}")]
         assert int(http["Request Count"]) > 0 and int(http["Failure Count"]) == 0

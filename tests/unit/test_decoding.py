@@ -145,7 +145,7 @@ def test_tutorial_body_refusals(body, message):
     ],
 )
 def test_oip_tensor(data, shape, datatype):
-    pixels = decoding.flat_tensor(data, shape, datatype, LIMITS)
+    pixels = decoding.oip_tensor("image", datatype, shape, LIMITS, data=data)
     scale = 255 if datatype == "FP32" else 1
     np.testing.assert_allclose(pixels.astype(float) * scale, U8, atol=1e-4)
 
@@ -160,10 +160,42 @@ def test_oip_tensor(data, shape, datatype):
         ([300] * 784, [1, 784], "UINT8", "outside 0–255"),
         (["x"] * 784, [1, 784], "UINT8", "only numbers"),
         ([0] * 784 * 5, [5, 784], "UINT8", "at most 4"),
+        ([0] * 784, [1, 784], "INT32", "datatype 'INT32' is not supported"),
+        ([0] * 784, [-1, 784], "UINT8", "not supported"),
     ],
 )
 def test_oip_tensor_refusals(data, shape, datatype, message):
     with pytest.raises(InputError) as caught:
-        decoding.flat_tensor(data, shape, datatype, LIMITS)
+        decoding.oip_tensor("image", datatype, shape, LIMITS, data=data)
     assert message in str(caught.value)
     assert 400 <= caught.value.status < 500
+
+
+@pytest.mark.parametrize(
+    ("raw", "shape", "datatype"),
+    [
+        (U8.tobytes(), [3, 784], "UINT8"),
+        ((U8 / 255).astype("<f4").tobytes(), [3, 1, 28, 28], "FP32"),
+    ],
+)
+def test_oip_tensor_raw(raw, shape, datatype):
+    """Raw little-endian contents: gRPC raw_input_contents and Triton's binary tensor data."""
+    pixels = decoding.oip_tensor("image", datatype, shape, LIMITS, raw=raw)
+    scale = 255 if datatype == "FP32" else 1
+    np.testing.assert_allclose(pixels.astype(float) * scale, U8, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "shape", "datatype", "message"),
+    [
+        ("input__0", U8.tobytes(), [3, 784], "UINT8", "unknown input 'input__0'"),
+        ("image", U8.tobytes()[:-1], [3, 784], "UINT8", "needs 2352"),
+        ("image", U8.tobytes(), [3, 784], "FP32", "needs 9408"),
+        ("image", np.full(784, np.nan, "<f4").tobytes(), [1, 784], "FP32", "NaN"),
+    ],
+)
+def test_oip_raw_refusals(name, raw, shape, datatype, message):
+    with pytest.raises(InputError) as caught:
+        decoding.oip_tensor(name, datatype, shape, LIMITS, raw=raw)
+    assert message in str(caught.value)
+    assert caught.value.status == 400

@@ -1,0 +1,76 @@
+"""The one classify path every protocol uses (KServe's `protocol/dataplane.py`).
+
+Pixels in, a `Prediction` out: concurrent requests are gathered (`@serve.batch`,
+tuned by the ingress's `user_config`) into one preprocessor call and one
+classifier call per group, since the calls between deployments, not the model,
+dominate the cost of small requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import numpy as np
+from fastapi import Request, Response
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+
+from mnist_serve.config import Batching, Limits
+from mnist_serve.decoding import InputError
+from mnist_serve.deployments import Prediction
+
+HEALTH_TIMEOUT_S = 5.0
+VERSION_HEADER = "x-model-version"
+BATCH_HEADER = "x-batch-size"
+
+
+class DataPlane:
+    def __init__(self, preprocessor: DeploymentHandle, classifier: DeploymentHandle, limits: Limits) -> None:
+        self.preprocessor = preprocessor
+        self.classifier = classifier
+        self.limits = limits
+
+    def reconfigure(self, batching: Batching) -> None:
+        batching.apply(self._pipeline)
+
+    # Several groups in flight: the next one is preprocessed while the classifier works.
+    @serve.batch(**Batching().model_dump(), max_concurrent_batches=4)
+    async def _pipeline(self, requests: list[np.ndarray]) -> list[Prediction]:
+        model_input = self.preprocessor.preprocess.remote(requests)
+        prediction: Prediction = await self.classifier.predict.remote(model_input)
+        parts = np.split(prediction.log_probs, np.cumsum([len(r) for r in requests])[:-1])
+        return [dataclasses.replace(prediction, log_probs=part) for part in parts]
+
+    async def classify(self, pixels: np.ndarray) -> Prediction:
+        """[N, 28, 28] pixels (uint8 or [0, 1] floats) → the model's answer for each image."""
+        try:
+            return await self._pipeline(pixels)
+        except BackPressureError:
+            raise InputError("the model is at capacity; retry shortly", 503) from None
+        except RayActorError:
+            # A replica died under this request (its node was lost); Serve is replacing it.
+            raise InputError("a model replica was lost; retry shortly", 503) from None
+
+    async def model_version(self) -> str:
+        return await asyncio.wait_for(self.classifier.model_version.remote(), HEALTH_TIMEOUT_S)
+
+    async def ready(self) -> bool:
+        try:
+            await self.model_version()
+        except Exception:  # any failure to reach the model means not ready
+            return False
+        return True
+
+
+def dataplane(request: Request) -> DataPlane:
+    """FastAPI dependency: the data plane of the ingress replica serving this request."""
+    return request.app.state.dataplane
+
+
+def tag(response: Response, prediction: Prediction) -> None:
+    """Which model version and how large a forward pass served the request (response headers)."""
+    response.headers[VERSION_HEADER] = prediction.model_version
+    response.headers[BATCH_HEADER] = str(prediction.batch_images)
