@@ -25,17 +25,6 @@ from mnist_serve.protocol.dataplane import DataPlane, dataplane
 from mnist_serve.protocol.oip_grpc import GRPCInferenceService
 from mnist_serve.schemas import Health
 
-app = FastAPI(
-    title="mnist-serve",
-    description="Handwritten digit classification with Ray Serve.",
-    version=__version__,
-)
-app.state.max_body_bytes = Limits().max_body_bytes
-app.add_middleware(BodyLimit)
-app.include_router(tutorial.router)
-app.include_router(predict.router)
-app.include_router(oip_rest.router)
-
 
 def _oip(request: Request) -> bool:
     return request.url.path == "/v2" or request.url.path.startswith("/v2/")
@@ -50,18 +39,15 @@ def _error(request: Request, status: int, message: str, headers: dict | None = N
     )
 
 
-@app.exception_handler(InputError)
 async def _input_error(request: Request, exc: InputError) -> JSONResponse:
     return _error(request, exc.status, str(exc))
 
 
-@app.exception_handler(HTTPException)
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """Unknown routes and methods: OIP's format under /v2, FastAPI's elsewhere."""
     return _error(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
 
-@app.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     if _oip(request):
         return _error(request, 400, "; ".join(_describe(e) for e in exc.errors()))
@@ -73,7 +59,6 @@ def _describe(error: dict) -> str:
     return f"{location}: {error['msg']}"
 
 
-@app.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(request: Request) -> JSONResponse:
     """Ready once the classifier has loaded its model and answers."""
     try:
@@ -84,15 +69,38 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(Health(status="ok", model_version=version).model_dump())
 
 
+def create_app(plane: DataPlane | None = None) -> FastAPI:
+    """The API over a data plane (None: only to render the OpenAPI document)."""
+    app = FastAPI(
+        title="mnist-serve",
+        description="Handwritten digit classification with Ray Serve.",
+        version=__version__,
+    )
+    app.state.dataplane = plane
+    app.state.max_body_bytes = (plane.limits if plane else Limits()).max_body_bytes
+    app.add_middleware(BodyLimit)
+    app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_api_route("/health", health, response_model=Health, responses={503: {"model": Health}})
+    app.include_router(tutorial.router)
+    app.include_router(predict.router)
+    app.include_router(oip_rest.router)
+    return app
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, user_config=Batching().model_dump())
-@serve.ingress(app)
+# The app is built per replica (__serve_build_asgi_app__, Ray >= 2.55), so its routes reach this
+# replica's data plane through app.state (a module-level app is copied when the class is pickled).
+@serve.ingress()
 class Ingress(GRPCInferenceService):
     """Decodes requests of every protocol and sends them through the one data plane."""
 
     def __init__(self, preprocessor: DeploymentHandle, classifier: DeploymentHandle, limits: Limits) -> None:
         self.dataplane = DataPlane(preprocessor, classifier, limits)
-        app.state.dataplane = self.dataplane
-        app.state.max_body_bytes = limits.max_body_bytes
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self.dataplane)
 
     def reconfigure(self, user_config: dict) -> None:
         self.dataplane.reconfigure(Batching.model_validate(user_config))

@@ -163,7 +163,10 @@ def oip_tensor(
         accepted = " or ".join(str(["N", *s]).replace("'", "") for s in INPUT_IMAGE_SHAPES)
         raise InputError(f"input shape {list(shape)} is not supported; use {accepted}", 400)
     n = shape[0]
-    check_batch_size(n, limits)
+    try:
+        check_batch_size(n, limits)
+    except InputError as exc:  # OIP answers 400 for what /predict calls 422
+        raise InputError(str(exc), 413 if exc.status == 413 else 400) from None
     if raw is not None:
         dtype = _RAW_DTYPES[datatype]
         if len(raw) != n * PIXELS * dtype.itemsize:

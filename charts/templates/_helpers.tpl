@@ -138,6 +138,9 @@ spec:
         - {name: client, containerPort: 10001}
         {{- end }}
         - {name: serve, containerPort: 8000}
+        {{- if $v.grpc.enabled }}
+        - {name: grpc, containerPort: {{ $v.grpc.port }}}
+        {{- end }}
         - {name: metrics, containerPort: 8080}
       resources:
         {{- toYaml $resources | nindent 8 }}

@@ -6,6 +6,11 @@ chart's model, limits and per-deployment overrides applied, emitted with toYaml.
 {{- $v := .Values }}
 {{- $config := .Files.Get "files/serve_config.yaml" | fromYaml }}
 {{- $_ := set $config.http_options "request_timeout_s" $v.serve.requestTimeoutS }}
+{{- if $v.grpc.enabled }}
+{{- $_ := set $config.grpc_options "port" $v.grpc.port }}
+{{- else }}
+{{- $_ := unset $config "grpc_options" }}
+{{- end }}
 {{- range $app := $config.applications }}
 {{- $model := dict "uri" $v.model.uri "version" $v.model.version }}
 {{- with $v.model.sha256 }}

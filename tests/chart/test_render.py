@@ -15,6 +15,7 @@ from clusterkit.helmchart import (
     HELMS,
     KUBE_VERSIONS,
     SCENARIOS,
+    by_kind,
     crd_validator,
     groups,
     helm,
@@ -109,3 +110,31 @@ def test_chart_files_are_the_apps_files():
 def test_helm_test_digit_is_the_first_mnist_test_image(mnist_test):
     assert (CHART / "files" / "test-digit.raw").read_bytes() == mnist_test.images[0].tobytes()
     assert int((CHART / "files" / "test-digit.label").read_text()) == mnist_test.labels[0]
+
+
+def test_grpc_off_by_default(rendered):
+    service = rayservice(rendered["default"])
+    assert "grpc_options" not in yaml.safe_load(service["spec"]["serveConfigV2"])
+    for group in groups(service).values():
+        assert "grpc" not in {p["name"] for p in group["template"]["spec"]["containers"][0]["ports"]}
+    assert not [s for s in by_kind(rendered["default"], "Service") if s["metadata"]["name"].endswith("-grpc")]
+
+
+def test_grpc_when_enabled_reaches_every_serving_pod(rendered):
+    """Serve's gRPC ingress, a `grpc` container port on head and workers, its own Service, allowed in."""
+    objects = rendered["exposed"]
+    service = rayservice(objects)
+    options = yaml.safe_load(service["spec"]["serveConfigV2"])["grpc_options"]
+    assert options["port"] == 9000 and options["grpc_servicer_functions"]
+    for group in groups(service).values():
+        ports = {p["name"]: p["containerPort"] for p in group["template"]["spec"]["containers"][0]["ports"]}
+        assert ports["grpc"] == 9000
+    (grpc,) = [s for s in by_kind(objects, "Service") if s["metadata"]["name"] == "mnist-serve-grpc"]
+    assert grpc["spec"]["ports"] == [
+        {"name": "grpc", "port": 9000, "targetPort": "grpc", "appProtocol": "kubernetes.io/h2c"}
+    ]
+    assert grpc["spec"]["selector"]["ray.io/serve"] == "true"
+    (policy,) = by_kind(objects, "NetworkPolicy")
+    assert any(
+        {"port": 9000, "protocol": "TCP"} in rule.get("ports", []) for rule in policy["spec"]["ingress"]
+    )
