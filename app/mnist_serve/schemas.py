@@ -16,6 +16,7 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image: list = Field(
+        min_length=1,
         description=f"One image [{SIDE}, {SIDE}] or a batch [N, {SIDE}, {SIDE}] / [N, 1, {SIDE}, {SIDE}]: "
         "floats in [0, 1], or integers 0–255 when the array holds only integers.",
         examples=[[[0] * SIDE] * SIDE],
@@ -39,3 +40,30 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     model_version: str | None = None
     detail: str | None = None
+
+
+class Error(BaseModel):
+    """A refused request: FastAPI's `detail` (under /v2 the OIP's `{"error": ...}`)."""
+
+    detail: str | list
+
+
+def inline(schema: dict) -> dict:
+    """A model's JSON schema with its `$defs` inlined, to embed in an OpenAPI request body."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
+def errors(*statuses: int, model: type[BaseModel] = Error) -> dict:
+    """OpenAPI `responses` for the refusals a route can answer with."""
+    return {status: {"model": model} for status in statuses}

@@ -23,6 +23,7 @@ from mnist_serve import decoding
 from mnist_serve.decoding import InputError
 from mnist_serve.protocol import oip
 from mnist_serve.protocol.dataplane import DataPlane, dataplane, tag
+from mnist_serve.schemas import inline
 from mnist_serve.signature import INPUT, INPUT_DATATYPES, INPUT_IMAGE_SHAPES, OUTPUT_NAMES
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -111,7 +112,7 @@ _INFER_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": InferRequest.model_json_schema()},
+            "application/json": {"schema": inline(InferRequest.model_json_schema())},
             "application/octet-stream": {
                 "schema": {
                     "type": "string",
@@ -151,40 +152,50 @@ async def _served(plane: DataPlane, model_name: str, model_version: str) -> str:
 
 
 @router.get("/models/{model_name}", response_model=ModelMetadata)
+async def model_metadata(request: Request, model_name: str) -> dict:
+    return oip.model_metadata(await _served(dataplane(request), model_name, ""))
+
+
 @router.get("/models/{model_name}/versions/{model_version}", response_model=ModelMetadata)
-async def model_metadata(request: Request, model_name: str, model_version: str = "") -> dict:
+async def version_metadata(request: Request, model_name: str, model_version: str) -> dict:
     return oip.model_metadata(await _served(dataplane(request), model_name, model_version))
 
 
 @router.get("/models/{model_name}/ready", response_model=Ready, responses={503: {"model": Ready}})
+async def model_ready(request: Request, model_name: str) -> JSONResponse:
+    oip.check_model(model_name)
+    return await ready(request)
+
+
 @router.get(
     "/models/{model_name}/versions/{model_version}/ready",
     response_model=Ready,
     responses={503: {"model": Ready}},
 )
-async def model_ready(request: Request, model_name: str, model_version: str = "") -> JSONResponse:
-    oip.check_model(model_name)
-    if model_version:
-        await _served(dataplane(request), model_name, model_version)
+async def version_ready(request: Request, model_name: str, model_version: str) -> JSONResponse:
+    await _served(dataplane(request), model_name, model_version)
     return await ready(request)
 
 
-@router.post(
-    "/models/{model_name}/infer", response_model=InferResponse, responses=_ERRORS, openapi_extra=_INFER_BODY
-)
-@router.post(
-    "/models/{model_name}/versions/{model_version}/infer",
-    response_model=InferResponse,
-    responses=_ERRORS,
-    openapi_extra=_INFER_BODY,
-)
-async def infer(request: Request, model_name: str, model_version: str = "") -> Response:
+_INFER = {"response_model": InferResponse, "responses": _ERRORS, "openapi_extra": _INFER_BODY}
+
+
+@router.post("/models/{model_name}/infer", **_INFER)
+async def infer(request: Request, model_name: str) -> Response:
     """One input tensor `image` (FP32 in [0, 1] or UINT8), JSON or Triton binary tensor data."""
+    oip.check_model(model_name)
+    return await _infer(request, dataplane(request))
+
+
+@router.post("/models/{model_name}/versions/{model_version}/infer", **_INFER)
+async def version_infer(request: Request, model_name: str, model_version: str) -> Response:
+    """`infer` for the served version; 404 for any other."""
     plane = dataplane(request)
-    if model_version:
-        await _served(plane, model_name, model_version)
-    else:
-        oip.check_model(model_name)
+    await _served(plane, model_name, model_version)
+    return await _infer(request, plane)
+
+
+async def _infer(request: Request, plane: DataPlane) -> Response:
     body = await request.body()
     header, binary = _split(body, request.headers.get(HEADER_LENGTH))
     try:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from mnist_serve import decoding
 from mnist_serve.decoding import InputError
 from mnist_serve.protocol.dataplane import dataplane, tag
-from mnist_serve.schemas import PredictRequest, PredictResponse
+from mnist_serve.schemas import PredictRequest, PredictResponse, errors, inline
 from mnist_serve.signature import PIXELS, SIDE
 
 router = APIRouter()
@@ -17,7 +17,7 @@ _BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": PredictRequest.model_json_schema()},
+            "application/json": {"schema": inline(PredictRequest.model_json_schema())},
             "application/octet-stream": {
                 "schema": {"type": "string", "format": "binary", "description": f"N×{PIXELS} uint8 pixels."}
             },
@@ -37,7 +37,9 @@ def _content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-@router.post("/predict", response_model=PredictResponse, openapi_extra=_BODY)
+@router.post(
+    "/predict", response_model=PredictResponse, responses=errors(400, 413, 415, 422, 503), openapi_extra=_BODY
+)
 async def predict(request: Request, response: Response) -> PredictResponse:
     """Classify digits sent as JSON, raw uint8 bytes (`application/octet-stream`) or a PNG."""
     plane = dataplane(request)

@@ -4,12 +4,37 @@ from fastapi import APIRouter, Request, Response
 
 from mnist_serve import decoding
 from mnist_serve.protocol.dataplane import dataplane, tag
-from mnist_serve.schemas import TutorialResponse
+from mnist_serve.schemas import PredictRequest, TutorialResponse, errors, inline
 
 router = APIRouter()
 
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        inline(PredictRequest.model_json_schema()),
+                        {
+                            "type": "string",
+                            "description": "The same object, JSON-encoded (the tutorial's client).",
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
 
-@router.post("/", response_model=TutorialResponse, summary="The Ray Serve tutorial's contract")
+
+@router.post(
+    "/",
+    response_model=TutorialResponse,
+    summary="The Ray Serve tutorial's contract",
+    responses=errors(400, 413, 422, 503),
+    openapi_extra=_BODY,
+)
 async def tutorial(request: Request, response: Response) -> TutorialResponse:
     """Body: `{"image": [...]}`, plain or as a JSON string holding it (the tutorial's client)."""
     plane = dataplane(request)
