@@ -107,6 +107,7 @@ class InferResponse(BaseModel):
     outputs: list[InferOutput]
 
 
+_NOT_READY = {503: {"model": Ready}}
 _ERRORS = {400: {"model": Error}, 404: {"model": Error}, 413: {"model": Error}, 503: {"model": Error}}
 _INFER_BODY = {
     "requestBody": {
@@ -138,7 +139,7 @@ async def live() -> Live:
     return Live(live=True)
 
 
-@router.get("/health/ready", response_model=Ready, responses={503: {"model": Ready}})
+@router.get("/health/ready", response_model=Ready, responses=_NOT_READY)
 async def ready(request: Request) -> JSONResponse:
     ok = await dataplane(request).ready()
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
@@ -161,7 +162,7 @@ async def version_metadata(request: Request, model_name: str, model_version: str
     return oip.model_metadata(await _served(dataplane(request), model_name, model_version))
 
 
-@router.get("/models/{model_name}/ready", response_model=Ready, responses={503: {"model": Ready}})
+@router.get("/models/{model_name}/ready", response_model=Ready, responses=_NOT_READY)
 async def model_ready(request: Request, model_name: str) -> JSONResponse:
     oip.check_model(model_name)
     return await ready(request)
