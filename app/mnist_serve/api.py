@@ -51,7 +51,9 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     if _oip(request):
         return _error(request, 400, "; ".join(_describe(e) for e in exc.errors()))
-    return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    # A body that is not UTF-8 comes back as bytes in the error's `input`.
+    detail = jsonable_encoder(exc.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")})
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def _describe(error: dict) -> str:
