@@ -42,6 +42,21 @@ app.kubernetes.io/part-of: mnist-serve
 {{- end }}
 {{- end }}
 
+{{/*
+Labels of the Ray pod templates: the standard labels without the ones that change with every
+chart release (helm.sh/chart, app.kubernetes.io/version). KubeRay hashes the pod templates
+(GenerateHashWithoutReplicasAndWorkersToDelete, ray-operator/controllers/ray/utils/util.go): a
+label that changes with the chart version would start a second cluster on every upgrade.
+*/}}
+{{- define "mnist-serve.podLabels" -}}
+{{ include "mnist-serve.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mnist-serve
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "mnist-serve.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "mnist-serve.fullname" .) .Values.serviceAccount.name }}
@@ -102,7 +117,7 @@ Argument: (dict "root" $ "component" "head"|"worker" "group" <head or workerGrou
 {{- end -}}
 metadata:
   labels:
-    {{- include "mnist-serve.labels" $root | nindent 4 }}
+    {{- include "mnist-serve.podLabels" $root | nindent 4 }}
     app.kubernetes.io/component: ray-{{ .component }}
 spec:
   serviceAccountName: {{ include "mnist-serve.serviceAccountName" $root }}
