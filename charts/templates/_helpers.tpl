@@ -65,6 +65,11 @@ app.kubernetes.io/part-of: mnist-serve
 {{- end }}
 {{- end }}
 
+{{/* A label selector (kubectl -l) for the head pods of this release's Ray clusters. */}}
+{{- define "mnist-serve.headPodSelector" -}}
+app.kubernetes.io/instance={{ .Release.Name }},app.kubernetes.io/component=ray-head
+{{- end }}
+
 {{/* The serve service KubeRay creates for a RayService. */}}
 {{- define "mnist-serve.serveServiceName" -}}
 {{- printf "%s-serve-svc" (include "mnist-serve.fullname" .) }}
