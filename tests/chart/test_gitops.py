@@ -72,7 +72,10 @@ HEALTH = [
     ("ready", [condition("Ready", "True", "NonZeroServeEndpoints")], "Healthy"),
     (
         "upgrading",
-        [condition("Ready", "True"), condition("UpgradeInProgress", "True", "BothActivePendingClustersExist")],
+        [
+            condition("Ready", "True"),
+            condition("UpgradeInProgress", "True", "BothActivePendingClustersExist"),
+        ],
         "Progressing",
     ),
     ("rolling back", [condition("Ready", "True"), condition("RollbackInProgress", "True")], "Progressing"),
