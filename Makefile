@@ -169,17 +169,31 @@ KEEP_CLUSTER ?=
 KIND_IMAGE_REPOSITORY ?= $(if $(filter podman,$(CONTAINER_TOOL)),localhost/,)mnist-serve
 KCTX = --context kind-$(KIND_CLUSTER)
 
+# The host's platform: tools are downloaded for it and the image is built for it (the kind node
+# runs the host's architecture).
+OS ?= $(shell uname -s | tr '[:upper:]' '[:lower:]')
+ARCH ?= $(shell uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
+TOOL_SUMS := hack/tools.sha256
+# macOS has shasum, Linux sha256sum; both check "<sha256>  <file>" lines.
+SHA256SUM ?= $(shell command -v sha256sum >/dev/null && echo sha256sum || echo shasum -a 256)
+# The pinned sha256 of tool $(1) version $(2) for this platform, or a refusal naming what is missing.
+pinned-sum = sum=$$(awk '$$2 == "$(1)-$(2)-$(OS)-$(ARCH)" {print $$1}' $(TOOL_SUMS)); \
+	[ -n "$$sum" ] || { echo "no pinned sha256 for $(1)-$(2)-$(OS)-$(ARCH) in $(TOOL_SUMS)"; exit 1; };
+
 $(KIND):
 	mkdir -p $(LOCALBIN)
-	curl -fsSLo $@.partial https://kind.sigs.k8s.io/dl/$(KIND_VERSION)/kind-linux-amd64
-	echo "$$(curl -fsSL https://github.com/kubernetes-sigs/kind/releases/download/$(KIND_VERSION)/kind-linux-amd64.sha256sum | cut -d' ' -f1)  $@.partial" | sha256sum -c -
-	chmod +x $@.partial && mv $@.partial $@
+	@if ! grep -q " kind-$(KIND_VERSION)-$(OS)-$(ARCH)$$" $(TOOL_SUMS) && command -v go >/dev/null; then \
+		echo "kind $(KIND_VERSION) for $(OS)-$(ARCH): go install (checksums from sum.golang.org)"; \
+		GOBIN=$(LOCALBIN) go install sigs.k8s.io/kind@$(KIND_VERSION) && mv $(LOCALBIN)/kind $@; exit $$?; fi; \
+	$(call pinned-sum,kind,$(KIND_VERSION)) \
+	curl -fsSLo $@.partial https://github.com/kubernetes-sigs/kind/releases/download/$(KIND_VERSION)/kind-$(OS)-$(ARCH) && \
+	echo "$$sum  $@.partial" | $(SHA256SUM) -c - && chmod +x $@.partial && mv $@.partial $@
 
 $(KUBECTL):
 	mkdir -p $(LOCALBIN)
-	curl -fsSLo $@.partial https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/linux/amd64/kubectl
-	echo "$$(curl -fsSL https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/linux/amd64/kubectl.sha256)  $@.partial" | sha256sum -c -
-	chmod +x $@.partial && mv $@.partial $@
+	@$(call pinned-sum,kubectl,$(KUBECTL_VERSION)) \
+	curl -fsSLo $@.partial https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/$(OS)/$(ARCH)/kubectl && \
+	echo "$$sum  $@.partial" | $(SHA256SUM) -c - && chmod +x $@.partial && mv $@.partial $@
 
 .PHONY: kind-test
 kind-test: ## Everything below in order; diagnostics on failure; tears down unless KEEP_CLUSTER=1.
