@@ -110,17 +110,40 @@ rollout-plan: tools $(STAMP) ## What KubeRay will do going FROM -> TO (values fi
 CONTAINER_TOOL ?= docker
 # One source for versions: the chart (appVersion, rayVersion).
 VERSION ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' $(CHART)/Chart.yaml)
+CHART_VERSION ?= $(shell sed -n 's/^version: \(.*\)/\1/p' $(CHART)/Chart.yaml)
 RAY_VERSION ?= $(shell sed -n 's/^rayVersion: "\(.*\)"/\1/p' $(CHART)/values.yaml)
 IMAGE_FLAVOR ?= cpu
-BASE_IMAGE ?= rayproject/ray:$(RAY_VERSION)-py311-$(IMAGE_FLAVOR)
-IMAGE ?= mnist-serve:$(VERSION)-ray$(RAY_VERSION)-$(IMAGE_FLAVOR)
+# Built for the host's architecture (ARCH, below), which is also a kind node's; Ray's arm64 images
+# carry an -aarch64 suffix.
+IMAGE_PLATFORM ?= linux/$(ARCH)
+BASE_IMAGE ?= rayproject/ray:$(RAY_VERSION)-py311-$(IMAGE_FLAVOR)$(if $(filter arm64,$(ARCH)),-aarch64)
+IMAGE_NAME ?= mnist-serve
+IMAGE ?= $(IMAGE_NAME):$(VERSION)-ray$(RAY_VERSION)-$(IMAGE_FLAVOR)
 IMAGE_BUILD_OPTS ?=
+# Where image-push and chart-push publish, e.g. ghcr.io/<owner> (the chart's default image.repository
+# is ghcr.io/mnist-serve/mnist-serve: what the release workflow publishes for this repository).
+REGISTRY ?=
 
 .PHONY: image
 image: model ## Build the image (CONTAINER_TOOL docker|podman, IMAGE_FLAVOR cpu|gpu) with the app and the weights.
-	$(CONTAINER_TOOL) build $(IMAGE_BUILD_OPTS) -f image/Dockerfile -t $(IMAGE) \
+	$(CONTAINER_TOOL) build $(IMAGE_BUILD_OPTS) -f image/Dockerfile -t $(IMAGE) --platform $(IMAGE_PLATFORM) \
 		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg RAY_VERSION=$(RAY_VERSION) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) .
+
+.PHONY: image-push
+image-push: ## Build and push the CPU and GPU images to REGISTRY (e.g. make image-push REGISTRY=ghcr.io/<owner>).
+	@[ -n "$(REGISTRY)" ] || { echo "set REGISTRY, e.g. make image-push REGISTRY=ghcr.io/<owner>"; exit 1; }
+	$(MAKE) --no-print-directory image IMAGE_FLAVOR=cpu IMAGE_NAME=$(REGISTRY)/mnist-serve
+	$(MAKE) --no-print-directory image IMAGE_FLAVOR=gpu IMAGE_NAME=$(REGISTRY)/mnist-serve
+	$(CONTAINER_TOOL) push $(REGISTRY)/mnist-serve:$(VERSION)-ray$(RAY_VERSION)-cpu
+	$(CONTAINER_TOOL) push $(REGISTRY)/mnist-serve:$(VERSION)-ray$(RAY_VERSION)-gpu
+
+.PHONY: chart-push
+chart-push: tools ## Package the chart and push it to oci://REGISTRY/charts (after helm registry login).
+	@[ -n "$(REGISTRY)" ] || { echo "set REGISTRY, e.g. make chart-push REGISTRY=ghcr.io/<owner>"; exit 1; }
+	mkdir -p artifacts/chart
+	$(HELM) package $(CHART) --destination artifacts/chart
+	$(HELM) push artifacts/chart/mnist-serve-$(CHART_VERSION).tgz oci://$(REGISTRY)/charts
 
 ##@ Local cluster
 
