@@ -205,7 +205,8 @@ OPERATOR_CASES = [
     (
         "RayService name not DNS-1035 (ValidateRayServiceMetadata)",
         {"fullnameOverride": '"Bad_Name"'},
-        'the RayService name "Bad_Name" (from the release name, nameOverride or fullnameOverride) is not a DNS-1035 label',
+        'the RayService name "Bad_Name" (from the release name, nameOverride or fullnameOverride) '
+        "is not a DNS-1035 label",
     ),
     (
         "nameOverride not a label value (ValidateRayServiceMetadata)",
@@ -220,7 +221,8 @@ OPERATOR_CASES = [
     (
         "labels in a worker's rayStartParams (validateRayGroupLabels)",
         {"workerGroups": workers(CPU_WORKER | {"rayStartParams": {"labels": "{}"}})},
-        "workerGroups[cpu].rayStartParams.labels: KubeRay refuses rayStartParams['labels']; set workerGroups[cpu].rayLabels instead",
+        "workerGroups[cpu].rayStartParams.labels: KubeRay refuses rayStartParams['labels']; "
+        "set workerGroups[cpu].rayLabels instead",
     ),
     (
         "bad Ray label key (validateRayGroupLabels)",
