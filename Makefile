@@ -103,7 +103,7 @@ TO ?= HEAD
 
 .PHONY: rollout-plan
 rollout-plan: tools $(STAMP) ## What KubeRay will do going FROM -> TO (values files or git refs; VALUES names the values at a ref).
-	$(BIN)/python -m clusterkit.rollout_plan $(FROM) $(TO) --values $(VALUES)
+	$(BIN)/python -m clusterkit.rollout_plan $(FROM) $(TO) --values $(VALUES) --operator $(KUBERAY_VERSION)
 
 ##@ Image
 
