@@ -111,24 +111,47 @@ TO ?= HEAD
 
 .PHONY: rollout-plan
 rollout-plan: tools $(STAMP) ## What KubeRay will do going FROM -> TO (values files or git refs; VALUES names the values at a ref).
-	$(BIN)/python -m clusterkit.rollout_plan $(FROM) $(TO) --values $(VALUES)
+	$(BIN)/python -m clusterkit.rollout_plan $(FROM) $(TO) --values $(VALUES) --operator $(KUBERAY_VERSION)
 
 ##@ Image
 
 CONTAINER_TOOL ?= docker
 # One source for versions: the chart (appVersion, rayVersion).
 VERSION ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' $(CHART)/Chart.yaml)
+CHART_VERSION ?= $(shell sed -n 's/^version: \(.*\)/\1/p' $(CHART)/Chart.yaml)
 RAY_VERSION ?= $(shell sed -n 's/^rayVersion: "\(.*\)"/\1/p' $(CHART)/values.yaml)
 IMAGE_FLAVOR ?= cpu
-BASE_IMAGE ?= rayproject/ray:$(RAY_VERSION)-py311-$(IMAGE_FLAVOR)
-IMAGE ?= mnist-serve:$(VERSION)-ray$(RAY_VERSION)-$(IMAGE_FLAVOR)
+# Built for the host's architecture (ARCH, below), which is also a kind node's; Ray's arm64 images
+# carry an -aarch64 suffix.
+IMAGE_PLATFORM ?= linux/$(ARCH)
+BASE_IMAGE ?= rayproject/ray:$(RAY_VERSION)-py311-$(IMAGE_FLAVOR)$(if $(filter arm64,$(ARCH)),-aarch64)
+IMAGE_NAME ?= mnist-serve
+IMAGE ?= $(IMAGE_NAME):$(VERSION)-ray$(RAY_VERSION)-$(IMAGE_FLAVOR)
 IMAGE_BUILD_OPTS ?=
+# Where image-push and chart-push publish, e.g. ghcr.io/<owner> (the chart's default image.repository
+# is ghcr.io/mnist-serve/mnist-serve: what the release workflow publishes for this repository).
+REGISTRY ?=
 
 .PHONY: image
 image: model ## Build the image (CONTAINER_TOOL docker|podman, IMAGE_FLAVOR cpu|gpu) with the app and the weights.
-	$(CONTAINER_TOOL) build $(IMAGE_BUILD_OPTS) -f image/Dockerfile -t $(IMAGE) \
+	$(CONTAINER_TOOL) build $(IMAGE_BUILD_OPTS) -f image/Dockerfile -t $(IMAGE) --platform $(IMAGE_PLATFORM) \
 		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg RAY_VERSION=$(RAY_VERSION) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) .
+
+.PHONY: image-push
+image-push: ## Build and push the CPU and GPU images to REGISTRY (e.g. make image-push REGISTRY=ghcr.io/<owner>).
+	@[ -n "$(REGISTRY)" ] || { echo "set REGISTRY, e.g. make image-push REGISTRY=ghcr.io/<owner>"; exit 1; }
+	$(MAKE) --no-print-directory image IMAGE_FLAVOR=cpu IMAGE_NAME=$(REGISTRY)/mnist-serve
+	$(MAKE) --no-print-directory image IMAGE_FLAVOR=gpu IMAGE_NAME=$(REGISTRY)/mnist-serve
+	$(CONTAINER_TOOL) push $(REGISTRY)/mnist-serve:$(VERSION)-ray$(RAY_VERSION)-cpu
+	$(CONTAINER_TOOL) push $(REGISTRY)/mnist-serve:$(VERSION)-ray$(RAY_VERSION)-gpu
+
+.PHONY: chart-push
+chart-push: tools ## Package the chart and push it to oci://REGISTRY/charts (after helm registry login).
+	@[ -n "$(REGISTRY)" ] || { echo "set REGISTRY, e.g. make chart-push REGISTRY=ghcr.io/<owner>"; exit 1; }
+	mkdir -p artifacts/chart
+	$(HELM) package $(CHART) --destination artifacts/chart
+	$(HELM) push artifacts/chart/mnist-serve-$(CHART_VERSION).tgz oci://$(REGISTRY)/charts
 
 ##@ Local cluster
 
@@ -177,17 +200,31 @@ KEEP_CLUSTER ?=
 KIND_IMAGE_REPOSITORY ?= $(if $(filter podman,$(CONTAINER_TOOL)),localhost/,)mnist-serve
 KCTX = --context kind-$(KIND_CLUSTER)
 
+# The host's platform: tools are downloaded for it and the image is built for it (the kind node
+# runs the host's architecture).
+OS ?= $(shell uname -s | tr '[:upper:]' '[:lower:]')
+ARCH ?= $(shell uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
+TOOL_SUMS := hack/tools.sha256
+# macOS has shasum, Linux sha256sum; both check "<sha256>  <file>" lines.
+SHA256SUM ?= $(shell command -v sha256sum >/dev/null && echo sha256sum || echo shasum -a 256)
+# The pinned sha256 of tool $(1) version $(2) for this platform, or a refusal naming what is missing.
+pinned-sum = sum=$$(awk '$$2 == "$(1)-$(2)-$(OS)-$(ARCH)" {print $$1}' $(TOOL_SUMS)); \
+	[ -n "$$sum" ] || { echo "no pinned sha256 for $(1)-$(2)-$(OS)-$(ARCH) in $(TOOL_SUMS)"; exit 1; };
+
 $(KIND):
 	mkdir -p $(LOCALBIN)
-	curl -fsSLo $@.partial https://kind.sigs.k8s.io/dl/$(KIND_VERSION)/kind-linux-amd64
-	echo "$$(curl -fsSL https://github.com/kubernetes-sigs/kind/releases/download/$(KIND_VERSION)/kind-linux-amd64.sha256sum | cut -d' ' -f1)  $@.partial" | sha256sum -c -
-	chmod +x $@.partial && mv $@.partial $@
+	@if ! grep -q " kind-$(KIND_VERSION)-$(OS)-$(ARCH)$$" $(TOOL_SUMS) && command -v go >/dev/null; then \
+		echo "kind $(KIND_VERSION) for $(OS)-$(ARCH): go install (checksums from sum.golang.org)"; \
+		GOBIN=$(LOCALBIN) go install sigs.k8s.io/kind@$(KIND_VERSION) && mv $(LOCALBIN)/kind $@; exit $$?; fi; \
+	$(call pinned-sum,kind,$(KIND_VERSION)) \
+	curl -fsSLo $@.partial https://github.com/kubernetes-sigs/kind/releases/download/$(KIND_VERSION)/kind-$(OS)-$(ARCH) && \
+	echo "$$sum  $@.partial" | $(SHA256SUM) -c - && chmod +x $@.partial && mv $@.partial $@
 
 $(KUBECTL):
 	mkdir -p $(LOCALBIN)
-	curl -fsSLo $@.partial https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/linux/amd64/kubectl
-	echo "$$(curl -fsSL https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/linux/amd64/kubectl.sha256)  $@.partial" | sha256sum -c -
-	chmod +x $@.partial && mv $@.partial $@
+	@$(call pinned-sum,kubectl,$(KUBECTL_VERSION)) \
+	curl -fsSLo $@.partial https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/$(OS)/$(ARCH)/kubectl && \
+	echo "$$sum  $@.partial" | $(SHA256SUM) -c - && chmod +x $@.partial && mv $@.partial $@
 
 .PHONY: kind-test
 kind-test: ## Everything below in order; diagnostics on failure; tears down unless KEEP_CLUSTER=1.

@@ -95,10 +95,14 @@ def _structural(schema: dict) -> dict:
     return out
 
 
+# The KubeRay releases whose CRDs the chart is validated against (tests/chart/crds/<version>/).
+OPERATOR_VERSIONS = ("1.5.0", "1.7.0")
+
+
 @functools.cache
-def crd_validator(kind: str) -> jsonschema.protocols.Validator:
-    """A validator for a KubeRay custom resource, from the CRD in ../shared/crds."""
-    path = CRDS / f"ray.io_{kind.lower()}s.yaml"
+def crd_validator(kind: str, operator: str = OPERATOR_VERSIONS[-1]) -> jsonschema.protocols.Validator:
+    """A validator for a KubeRay custom resource, from that operator release's CRD."""
+    path = CRDS / f"v{operator}" / f"ray.io_{kind.lower()}s.yaml"
     crd = yaml.safe_load(path.read_text())
     (version,) = (v for v in crd["spec"]["versions"] if v["name"] == "v1")
     schema = _structural(version["schema"]["openAPIV3Schema"])

@@ -4,15 +4,25 @@
     (make rollout-plan FROM=main TO=HEAD VALUES=k8s/envs/prod/values.yaml)
 
 FROM and TO are values files (rendered with this checkout's chart) or git refs (the chart and
-VALUES as they are at that ref). KubeRay (v1.7) applies a change to serveConfigV2 alone in place,
-with one more PUT to the running cluster; a change to rayClusterConfig, other than the worker
-counts the autoscaler owns, starts a new cluster and moves traffic to it once all its
-applications are RUNNING (upgradeStrategy NewCluster), which needs room for both clusters.
+VALUES as they are at that ref). The rules are KubeRay's (1.5 and 1.7):
+
+- serveConfigV2 alone changed: applied in place, one more PUT to the running cluster.
+- rayClusterConfig is compared by a hash that leaves out every worker group's replicas,
+  minReplicas, maxReplicas and scaleStrategy.workersToDelete, and from 1.7 on every pod
+  template's tolerations and schedulingGates (GenerateHashWithoutReplicasAndWorkersToDelete,
+  ray-operator/controllers/ray/utils/util.go; in 1.5 rayservice_controller.go). When the hash is
+  unchanged the running RayCluster is not updated at all: such edits do nothing until the next
+  new cluster (kuberay #2331, #4568).
+- Worker groups appended at the end, the rest unchanged by the hash, are added to the running
+  cluster in place (shouldUpdateCluster / isClusterSpecHashEqual, rayservice_controller.go).
+- Any other change starts a new cluster and moves traffic to it once all its applications are
+  RUNNING (upgradeStrategy NewCluster), which needs room for both clusters; None skips it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import subprocess
@@ -22,13 +32,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterkit.helmchart import CHART, REPO, rayservice, render
+from clusterkit.helmchart import CHART, REPO, RenderError, rayservice, render
 from clusterkit.kuberay import quantity, serve_config
 
 IN_PLACE = "in-place"
 NEW_CLUSTER = "new-cluster"
-WORKER_COUNTS = "worker-counts"
+GROUPS_ADDED = "groups-added"
+NO_EFFECT = "no-effect"
 NOTHING = "nothing"
+
+# The operator version the chart targets by default (values.yaml kuberay.operatorVersion).
+DEFAULT_OPERATOR = "1.7.0"
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,7 @@ class Plan:
     action: str
     serve_changes: list[str]
     cluster_changes: list[str]
+    ignored_changes: list[str]  # left out of KubeRay's hash: no effect until the next new cluster
     spec_changes: list[str]  # upgrade strategy, deletion delay: applied without a rollout
     other_changes: list[str]
     strategy: str
@@ -44,18 +59,28 @@ class Plan:
     def describe(self) -> str:
         lines = {
             NOTHING: ["KubeRay will do nothing: the RayService is unchanged."],
+            NO_EFFECT: [
+                "KubeRay will do nothing to the running cluster: every change below is left out of "
+                "its cluster hash, so it has no effect until the next new cluster."
+            ],
             IN_PLACE: [
                 "KubeRay will update the serve config in place: one PUT to the running cluster, no new pods."
             ],
-            WORKER_COUNTS: [
-                "Only worker counts change: KubeRay resizes the running cluster in place. The Ray "
-                "autoscaler owns them, and Argo CD ignores them (k8s/argocd/mnist-serve.yaml)."
+            GROUPS_ADDED: [
+                "KubeRay will add the new worker groups to the running cluster in place (appended at "
+                "the end, the other groups unchanged): no new cluster."
             ],
             NEW_CLUSTER: [self._new_cluster()],
         }[self.action]
+        ignored_title = (
+            "Applied with the new cluster (left out of KubeRay's hash)"
+            if self.action == NEW_CLUSTER
+            else "No effect on the running cluster until the next new cluster (left out of KubeRay's hash)"
+        )
         for title, changes in (
             ("Changed in serveConfigV2", self.serve_changes),
             ("Changed in rayClusterConfig", self.cluster_changes),
+            (ignored_title, self.ignored_changes),
             ("Changed elsewhere in the RayService", self.spec_changes),
             ("Other objects Helm will change", self.other_changes),
         ):
@@ -74,13 +99,8 @@ class Plan:
                 "KubeRay will NOT roll out the cluster change: upgradeStrategy is None "
                 "(only the serve config applies)."
             )
-        how = (
-            "shift traffic step by step"
-            if self.strategy == "NewClusterWithIncrementalUpgrade"
-            else "switch traffic"
-        )
         return (
-            f"KubeRay will start a new Ray cluster and {how} to it once all its applications "
+            "KubeRay will start a new Ray cluster and switch traffic to it once all its applications "
             "are RUNNING, then delete the old one."
         )
 
@@ -114,10 +134,26 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _without_worker_counts(cluster: dict) -> dict:
-    """rayClusterConfig as KubeRay compares it: the autoscaler owns workerGroupSpecs[].replicas."""
-    groups = [{k: v for k, v in g.items() if k != "replicas"} for g in cluster.get("workerGroupSpecs", [])]
-    return {**cluster, "workerGroupSpecs": groups}
+def hashed(cluster: dict, operator: str = DEFAULT_OPERATOR) -> dict:
+    """rayClusterConfig as KubeRay hashes it: without the fields it leaves out."""
+    spec = copy.deepcopy(cluster)
+    spec.pop("suspend", None)
+    spec.pop("upgradeStrategy", None)
+    templates = [spec["headGroupSpec"]] if _at_least(operator, "1.7.0") else []
+    for group in spec.get("workerGroupSpecs", []):
+        for key in ("replicas", "minReplicas", "maxReplicas"):
+            group.pop(key, None)
+        group.get("scaleStrategy", {}).pop("workersToDelete", None)
+        if _at_least(operator, "1.7.0"):
+            templates.append(group)
+    for group in templates:
+        for key in ("tolerations", "schedulingGates"):
+            group["template"].get("spec", {}).pop(key, None)
+    return spec
+
+
+def _at_least(version: str, minimum: str) -> bool:
+    return tuple(map(int, version.lstrip("v").split("."))) >= tuple(map(int, minimum.split(".")))
 
 
 def requested(service: dict) -> dict[str, float]:
@@ -137,13 +173,13 @@ def requested(service: dict) -> dict[str, float]:
     return total
 
 
-def plan(old: list[dict], new: list[dict]) -> Plan:
+def plan(old: list[dict], new: list[dict], operator: str = DEFAULT_OPERATOR) -> Plan:
     before, after = rayservice(old), rayservice(new)
     serve = diff(serve_config(before), serve_config(after))
-    cluster = diff(
-        _without_worker_counts(before["spec"]["rayClusterConfig"]),
-        _without_worker_counts(after["spec"]["rayClusterConfig"]),
-    )
+    old_cluster, new_cluster = before["spec"]["rayClusterConfig"], after["spec"]["rayClusterConfig"]
+    old_hashed, new_hashed = hashed(old_cluster, operator), hashed(new_cluster, operator)
+    cluster = diff(old_hashed, new_hashed)
+    ignored = [change for change in diff(old_cluster, new_cluster) if change not in cluster]
     others, others_new = _others(old), _others(new)
     other = [
         f"{kind}/{name}"
@@ -156,24 +192,29 @@ def plan(old: list[dict], new: list[dict]) -> Plan:
             for svc in (before, after)
         )
     )
-    counts = diff(_worker_counts(before), _worker_counts(after), "workerGroupSpecs")
-    action = NEW_CLUSTER if cluster else IN_PLACE if serve else WORKER_COUNTS if counts else NOTHING
+    if not cluster:
+        action = IN_PLACE if serve else NO_EFFECT if ignored else NOTHING
+    elif _groups_appended(old_hashed, new_hashed):
+        action = GROUPS_ADDED
+    else:
+        action = NEW_CLUSTER
     strategy = after["spec"].get("upgradeStrategy", {}).get("type", "NewCluster")
     old_pods, new_pods = requested(before), requested(after)
     both = {k: old_pods[k] + new_pods[k] for k in old_pods}
-    return Plan(action, serve, cluster + counts, spec, other, strategy, both)
+    return Plan(action, serve, cluster, ignored, spec, other, strategy, both)
+
+
+def _groups_appended(old: dict, new: dict) -> bool:
+    """Only worker groups added at the end: the rest hashes as before."""
+    count = len(old.get("workerGroupSpecs", []))
+    if len(new.get("workerGroupSpecs", [])) <= count:
+        return False
+    return {**new, "workerGroupSpecs": new["workerGroupSpecs"][:count]} == old
 
 
 def _others(objects: list[dict]) -> dict[tuple[str, str], dict]:
     """The objects Helm applies itself (all but the RayService), by kind and name."""
     return {(o["kind"], o["metadata"]["name"]): o for o in objects if o["kind"] != "RayService"}
-
-
-def _worker_counts(service: dict) -> list[dict]:
-    return [
-        {"groupName": g["groupName"], "replicas": g.get("replicas")}
-        for g in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
-    ]
 
 
 def render_side(side: str, values: Path | None) -> list[dict]:
@@ -202,9 +243,18 @@ def main() -> None:
     parser.add_argument(
         "--values", type=Path, help="for git refs: the values file (repo path) to render with"
     )
+    parser.add_argument(
+        "--operator", default=DEFAULT_OPERATOR, help="KubeRay operator version (its hash rules)"
+    )
     args = parser.parse_args()
     print(f"Rollout plan: {args.old} -> {args.new}")
-    print(plan(render_side(args.old, args.values), render_side(args.new, args.values)).describe())
+    sides = []
+    for side in (args.old, args.new):
+        try:
+            sides.append(render_side(side, args.values))
+        except RenderError as refused:
+            sys.exit(f"{side}: the chart refuses these values, so there is nothing to roll out:\n{refused}")
+    print(plan(*sides, operator=args.operator).describe())
 
 
 if __name__ == "__main__":

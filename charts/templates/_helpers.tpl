@@ -42,12 +42,32 @@ app.kubernetes.io/part-of: mnist-serve
 {{- end }}
 {{- end }}
 
+{{/*
+Labels of the Ray pod templates: the standard labels without the ones that change with every
+chart release (helm.sh/chart, app.kubernetes.io/version). KubeRay hashes the pod templates
+(GenerateHashWithoutReplicasAndWorkersToDelete, ray-operator/controllers/ray/utils/util.go): a
+label that changes with the chart version would start a second cluster on every upgrade.
+*/}}
+{{- define "mnist-serve.podLabels" -}}
+{{ include "mnist-serve.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mnist-serve
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "mnist-serve.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "mnist-serve.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
+{{- end }}
+
+{{/* A label selector (kubectl -l) for the head pods of this release's Ray clusters. */}}
+{{- define "mnist-serve.headPodSelector" -}}
+app.kubernetes.io/instance={{ .Release.Name }},app.kubernetes.io/component=ray-head
 {{- end }}
 
 {{/* The serve service KubeRay creates for a RayService. */}}
@@ -102,7 +122,7 @@ Argument: (dict "root" $ "component" "head"|"worker" "group" <head or workerGrou
 {{- end -}}
 metadata:
   labels:
-    {{- include "mnist-serve.labels" $root | nindent 4 }}
+    {{- include "mnist-serve.podLabels" $root | nindent 4 }}
     app.kubernetes.io/component: ray-{{ .component }}
 spec:
   serviceAccountName: {{ include "mnist-serve.serviceAccountName" $root }}

@@ -5,6 +5,40 @@ as built. Each fails `helm install`/`template` with a message that names the val
 {{- define "mnist-serve.validate" -}}
 {{- $v := .Values }}
 
+{{- /* What the KubeRay operator's validation rejects (ray-operator/controllers/ray/utils/validation.go,
+ValidateRayServiceMetadata, ValidateRayServiceSpec, ValidateRayClusterSpec), refused here first: the
+operator would only log it and leave the RayService without a cluster. */}}
+{{- with $v.nameOverride }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" .) }}
+{{- fail (printf "nameOverride %q is not a DNS-1035 label: it names objects and fills the app.kubernetes.io/name label; use lower-case letters, digits and '-', starting with a letter" .) }}
+{{- end }}
+{{- end }}
+{{- $fullname := include "mnist-serve.fullname" . }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) }}
+{{- fail (printf "the RayService name %q (from the release name, nameOverride or fullnameOverride) is not a DNS-1035 label: KubeRay refuses it; use lower-case letters, digits and '-', starting with a letter" $fullname) }}
+{{- end }}
+{{- with $v.upgrade.initializingTimeout }}
+{{- if regexMatch "^([0.]+(ns|us|ms|s|m|h))+$" . }}
+{{- fail (printf "upgrade.initializingTimeout %q: KubeRay requires a positive duration; leave it empty to turn the timeout off" .) }}
+{{- end }}
+{{- end }}
+{{- range $env := $v.env }}
+{{- if eq $env.name "RAY_enable_autoscaler_v2" }}
+{{- fail "env: RAY_enable_autoscaler_v2 is set by the chart through autoscalerOptions.version (autoscaler.enabled); KubeRay refuses it in the head's env" }}
+{{- end }}
+{{- end }}
+{{- if eq $v.auth.mode "token" }}
+{{- if semverCompare "<2.52.0-0" $v.rayVersion }}
+{{- fail (printf "auth.mode token needs Ray 2.52.0 or later (KubeRay refuses it), rayVersion is %q" $v.rayVersion) }}
+{{- end }}
+{{- if semverCompare "<1.6.0-0" $v.kuberay.operatorVersion }}
+{{- fail (printf "auth.mode token needs KubeRay 1.6.0 or later (authOptions is not in the RayService CRD of %s, which would drop it silently and run without auth); set kuberay.operatorVersion to the operator you run" $v.kuberay.operatorVersion) }}
+{{- end }}
+{{- end }}
+{{- if hasKey $v.head.rayStartParams "labels" }}
+{{- fail "head.rayStartParams.labels: KubeRay refuses rayStartParams['labels']; the chart sets Ray node labels itself" }}
+{{- end }}
+
 {{- with $v.image.tag }}
 {{- if not (regexMatch (printf "(^|[^0-9.])%s($|[^0-9.])" (replace "." "\\." $v.rayVersion)) .) }}
 {{- fail (printf "image.tag %q does not match rayVersion %q: every Ray container must run the Ray version of the cluster (tags look like %s-ray%s-cpu)" . $v.rayVersion $.Chart.AppVersion $v.rayVersion) }}
@@ -34,6 +68,23 @@ as built. Each fails `helm install`/`template` with a message that names the val
 {{- if or (lt (int $g.replicas) (int $g.minReplicas)) (gt (int $g.replicas) (int $g.maxReplicas)) }}
 {{- fail (printf "%s: replicas (%d) must lie between minReplicas (%d) and maxReplicas (%d)" $where (int $g.replicas) (int $g.minReplicas) (int $g.maxReplicas)) }}
 {{- end }}
+{{- if hasKey ($g.rayStartParams | default dict) "labels" }}
+{{- fail (printf "%s.rayStartParams.labels: KubeRay refuses rayStartParams['labels']; set %s.rayLabels instead" $where $where) }}
+{{- end }}
+{{- range $key, $value := $g.rayLabels }}
+{{- if not (regexMatch "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$" $key) }}
+{{- fail (printf "%s.rayLabels: %q is not a valid label key (KubeRay refuses it): [prefix/]name, the name at most 63 characters of letters, digits, '-', '_' and '.'" $where $key) }}
+{{- end }}
+{{- if not (regexMatch "^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$" (toString $value)) }}
+{{- fail (printf "%s.rayLabels.%s: %q is not a valid label value (KubeRay refuses it): at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit" $where $key (toString $value)) }}
+{{- end }}
+{{- end }}
+{{- if and (hasKey $g "idleTimeoutSeconds") (not $v.autoscaler.enabled) }}
+{{- fail (printf "%s.idleTimeoutSeconds needs the autoscaler (v2): KubeRay refuses it when autoscaler.enabled is false" $where) }}
+{{- end }}
+{{- if $g.readinessProbe }}
+{{- fail (printf "%s.readinessProbe: a custom readiness probe replaces KubeRay's serve-aware one (raylet health and the proxy's :8000/-/healthz, ray-operator/controllers/ray/common/pod.go), so a worker whose proxy is down would still receive traffic; remove it" $where) }}
+{{- end }}
 {{- if hasKey ($g.rayStartParams | default dict) "num-gpus" }}
 {{- fail (printf "%s.rayStartParams.num-gpus: set %s.gpus instead; it also requests the GPUs from Kubernetes" $where $where) }}
 {{- end }}
@@ -52,8 +103,9 @@ as built. Each fails `helm install`/`template` with a message that names the val
 {{- end }}
 {{- $replicas := $d.num_replicas | default 1 }}
 {{- with $d.autoscaling_config }}
-{{- $min := .min_replicas | default 1 | int }}
-{{- $max := .max_replicas | default 1 | int }}
+{{- /* hasKey, not `default`: min_replicas 0 (scale to zero) must stay 0. */}}
+{{- $min := ternary .min_replicas 1 (hasKey . "min_replicas") | int }}
+{{- $max := ternary .max_replicas 1 (hasKey . "max_replicas") | int }}
 {{- if gt $min $max }}
 {{- fail (printf "%s.autoscaling_config: min_replicas (%d) is greater than max_replicas (%d)" $where $min $max) }}
 {{- end }}

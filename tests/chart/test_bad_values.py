@@ -187,11 +187,105 @@ CASES = [
         "the replicas need 16.75 CPU but the cluster at its largest (maxReplicas of every group) has 8",
     ),
     ("HTTPRoute with no gateway", {"httpRoute.enabled": "true"}, "httpRoute.parentRefs"),
+    (
+        "incremental upgrade (needs KubeRay's own Gateway)",
+        {"upgrade.strategy": '"NewClusterWithIncrementalUpgrade"'},
+        Schema("upgrade.strategy", "NewCluster"),
+    ),
+    (
+        "custom worker readiness probe",
+        {"workerGroups": workers(CPU_WORKER | {"readinessProbe": {"tcpSocket": {"port": 8000}}})},
+        "workerGroups[cpu].readinessProbe: a custom readiness probe replaces KubeRay's serve-aware one",
+    ),
+]
+
+# What the KubeRay operator's validation refuses (ray-operator/controllers/ray/utils/validation.go,
+# v1.5.0 and v1.7.0), one case per rule that values can produce; the chart refuses each first.
+OPERATOR_CASES = [
+    (
+        "RayService name not DNS-1035 (ValidateRayServiceMetadata)",
+        {"fullnameOverride": '"Bad_Name"'},
+        'the RayService name "Bad_Name" (from the release name, nameOverride or fullnameOverride) '
+        "is not a DNS-1035 label",
+    ),
+    (
+        "nameOverride not a label value (ValidateRayServiceMetadata)",
+        {"nameOverride": '"BAD_NAME_"'},
+        'nameOverride "BAD_NAME_" is not a DNS-1035 label',
+    ),
+    (
+        "labels in the head's rayStartParams (validateRayGroupLabels)",
+        {"head.rayStartParams": '{"num-cpus": "0", "labels": "{}"}'},
+        "head.rayStartParams.labels: KubeRay refuses rayStartParams['labels']",
+    ),
+    (
+        "labels in a worker's rayStartParams (validateRayGroupLabels)",
+        {"workerGroups": workers(CPU_WORKER | {"rayStartParams": {"labels": "{}"}})},
+        "workerGroups[cpu].rayStartParams.labels: KubeRay refuses rayStartParams['labels']; "
+        "set workerGroups[cpu].rayLabels instead",
+    ),
+    (
+        "bad Ray label key (validateRayGroupLabels)",
+        {"workerGroups": workers(CPU_WORKER | {"rayLabels": {"bad key": "x"}})},
+        'workerGroups[cpu].rayLabels: "bad key" is not a valid label key',
+    ),
+    (
+        "bad Ray label value (validateRayGroupLabels)",
+        {"workerGroups": workers(CPU_WORKER | {"rayLabels": {"zone": "-us-"}})},
+        'workerGroups[cpu].rayLabels.zone: "-us-" is not a valid label value',
+    ),
+    (
+        "idleTimeoutSeconds without autoscaler v2 (validateWorkerGroupIdleTimeout)",
+        {"autoscaler.enabled": "false", "workerGroups": workers(CPU_WORKER | {"idleTimeoutSeconds": 60})},
+        "workerGroups[cpu].idleTimeoutSeconds needs the autoscaler (v2)",
+    ),
+    (
+        "zero initializing timeout (validateInitializingTimeout)",
+        {"upgrade.initializingTimeout": '"0s"'},
+        'upgrade.initializingTimeout "0s": KubeRay requires a positive duration',
+    ),
+    (
+        "RAY_enable_autoscaler_v2 in the head's env (ValidateRayClusterSpec)",
+        {"env": '[{"name": "RAY_enable_autoscaler_v2", "value": "1"}]'},
+        "env: RAY_enable_autoscaler_v2 is set by the chart",
+    ),
+    (
+        "token auth on Ray < 2.52 (ValidateRayClusterSpec)",
+        {"auth.mode": '"token"', "rayVersion": '"2.51.0"', "image.tag": '"0.1.0-ray2.51.0-cpu"'},
+        'auth.mode token needs Ray 2.52.0 or later (KubeRay refuses it), rayVersion is "2.51.0"',
+    ),
+    (
+        "token auth on KubeRay 1.5 (no authOptions in its CRD)",
+        {"auth.mode": '"token"', "kuberay.operatorVersion": '"1.5.0"'},
+        "auth.mode token needs KubeRay 1.6.0 or later",
+    ),
+    (
+        "negative cluster deletion delay (ValidateRayServiceSpec)",
+        {"upgrade.clusterDeletionDelaySeconds": "-1"},
+        Schema("upgrade.clusterDeletionDelaySeconds", "0"),
+    ),
+    (
+        "negative worker idle timeout (validateWorkerGroupIdleTimeout)",
+        {"workerGroups": workers(CPU_WORKER | {"idleTimeoutSeconds": -1})},
+        Schema("workerGroups.0.idleTimeoutSeconds", "0"),
+    ),
+    (
+        "negative minReplicas (ValidateRayClusterSpec)",
+        {"workerGroups": workers(CPU_WORKER | {"minReplicas": -1})},
+        Schema("workerGroups.0.minReplicas", "0"),
+    ),
+    (
+        "unsupported operator version",
+        {"kuberay.operatorVersion": '"1.4.0"'},
+        Schema("kuberay.operatorVersion", "pattern"),
+    ),
 ]
 
 
 @pytest.mark.parametrize("binary", HELMS.values(), ids=HELMS.keys())
-@pytest.mark.parametrize(("sets", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("sets", "message"), [c[1:] for c in CASES + OPERATOR_CASES], ids=[c[0] for c in CASES + OPERATOR_CASES]
+)
 def test_bad_values_are_refused_with_a_clear_message(binary, sets, message, tmp_path):
     """Each case as a values file, the way users pass values (`helm install -f`)."""
     values = {}
@@ -213,3 +307,11 @@ def test_bad_values_are_refused_with_a_clear_message(binary, sets, message, tmp_
 
 def test_the_table_is_at_least_fifteen_cases():
     assert len(CASES) >= 15
+
+
+# Helm itself refuses upper case and '_' in release names; these pass Helm's check, not KubeRay's.
+@pytest.mark.parametrize("release", ["1serve", "serve.v2"])
+def test_a_release_name_kuberay_refuses_is_refused(release):
+    """The RayService is named after the release: it must be a DNS-1035 label (validation.go)."""
+    with pytest.raises(RenderError, match="is not a DNS-1035 label"):
+        render(release=release)

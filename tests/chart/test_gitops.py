@@ -3,6 +3,8 @@ the worker counts to the Ray autoscaler."""
 
 from __future__ import annotations
 
+import lupa
+import pytest
 import yaml
 
 from clusterkit.helmchart import CHART, ENVIRONMENTS, REPO
@@ -57,6 +59,46 @@ def test_staging_syncs_itself_and_prod_waits_for_a_person():
     )
 
 
-def test_the_health_check_reads_kuberays_ready_condition():
+def condition(kind: str, status: str, reason: str = "") -> dict:
+    return {"type": kind, "status": status, "reason": reason, "message": f"{kind} {reason}".strip()}
+
+
+# KubeRay's RayService conditions (ray-operator/apis/ray/v1/rayservice_types.go) and the health
+# Argo CD must show for them; InitializingTimeout is final (markFailedOnInitializingTimeout,
+# rayservice_controller.go), so it is Degraded, never Progressing forever.
+HEALTH = [
+    ("no status yet", None, "Progressing"),
+    ("initializing", [condition("Ready", "False", "Initializing")], "Progressing"),
+    ("ready", [condition("Ready", "True", "NonZeroServeEndpoints")], "Healthy"),
+    (
+        "upgrading",
+        [
+            condition("Ready", "True"),
+            condition("UpgradeInProgress", "True", "BothActivePendingClustersExist"),
+        ],
+        "Progressing",
+    ),
+    ("rolling back", [condition("Ready", "True"), condition("RollbackInProgress", "True")], "Progressing"),
+    ("initializing timeout", [condition("Ready", "False", "InitializingTimeout")], "Degraded"),
+    ("refused by validation", [condition("Ready", "False", "ValidationFailed")], "Degraded"),
+    ("suspended", [condition("Ready", "False"), condition("Suspended", "True")], "Suspended"),
+]
+
+
+@pytest.mark.parametrize(("conditions", "health"), [c[1:] for c in HEALTH], ids=[c[0] for c in HEALTH])
+def test_the_health_check_maps_kuberays_conditions(conditions, health):
+    """The Lua health script Argo CD runs, run by a real Lua interpreter on each status."""
     script = load("argocd-cm-health.yaml")["data"]["resource.customizations.health.ray.io_RayService"]
-    assert 'condition.type == "Ready"' in script and 'condition.type == "UpgradeInProgress"' in script
+    lua = lupa.LuaRuntime()
+    run = lua.eval(f"function(obj)\n{script}\nend")
+    obj = {} if conditions is None else {"status": {"conditions": conditions}}
+    assert run(_lua_table(lua, obj))["status"] == health
+
+
+def _lua_table(lua, value):
+    """JSON data as Lua tables, as Argo CD hands the object to the script."""
+    if isinstance(value, dict):
+        return lua.table_from({k: _lua_table(lua, v) for k, v in value.items()})
+    if isinstance(value, list):
+        return lua.table_from([_lua_table(lua, v) for v in value])
+    return value

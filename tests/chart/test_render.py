@@ -4,6 +4,8 @@ the KubeRay CRD, the Kubernetes schemas and Ray Serve's own config schema."""
 from __future__ import annotations
 
 import copy
+import re
+import shutil
 
 import kubernetes_validate
 import pytest
@@ -14,6 +16,7 @@ from clusterkit.helmchart import (
     CHART,
     HELMS,
     KUBE_VERSIONS,
+    OPERATOR_VERSIONS,
     SCENARIOS,
     by_kind,
     crd_validator,
@@ -44,9 +47,22 @@ def test_helm3_and_helm4_render_the_same_objects(values):
     assert helm3 == helm4
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_rayservice_validates_against_the_kuberay_crd(rendered, scenario):
-    errors = sorted(crd_validator("RayService").iter_errors(rayservice(rendered[scenario])), key=str)
+# Every scenario but `exposed` (Ray token auth, KubeRay >= 1.6) works with every supported operator.
+OPERATOR_SCENARIOS = [
+    (operator, scenario)
+    for operator in OPERATOR_VERSIONS
+    for scenario in SCENARIOS
+    if not (operator == "1.5.0" and scenario == "exposed")
+]
+
+
+@pytest.mark.parametrize(("operator", "scenario"), OPERATOR_SCENARIOS)
+def test_rayservice_validates_against_the_kuberay_crd(rendered, operator, scenario):
+    """The RayService CRD of KubeRay 1.5.0 and of 1.7.0 (tests/chart/crds/v*/), as the API server
+    applies it: an unknown field would be rejected (or pruned: a feature silently lost)."""
+    errors = sorted(
+        crd_validator("RayService", operator).iter_errors(rayservice(rendered[scenario])), key=str
+    )
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
 
 
@@ -54,6 +70,83 @@ def test_the_crd_check_rejects_an_unknown_field(rendered):
     service = copy.deepcopy(rayservice(rendered["default"]))
     service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplica"] = 3
     assert not crd_validator("RayService").is_valid(service)
+
+
+def test_token_auth_is_not_in_kuberay_1_5(rendered):
+    """Why `exposed` needs KubeRay >= 1.6: 1.5's CRD has no authOptions (the chart refuses
+    auth.mode token for kuberay.operatorVersion 1.5.0, see test_bad_values)."""
+    service = rayservice(rendered["exposed"])
+    assert service["spec"]["rayClusterConfig"]["authOptions"] == {"mode": "token"}
+    assert not crd_validator("RayService", "1.5.0").is_valid(service)
+    assert "authOptions" not in rayservice(rendered["default"])["spec"]["rayClusterConfig"]
+
+
+def test_a_chart_release_does_not_change_the_cluster(tmp_path):
+    """KubeRay hashes rayClusterConfig, pod template labels included (utils/util.go): a new chart
+    version must not change it, or every `helm upgrade` would start a second cluster."""
+    bumped = tmp_path / "charts"
+    shutil.copytree(CHART, bumped)
+    chart_yaml = bumped / "Chart.yaml"
+    text = chart_yaml.read_text()
+    chart_yaml.write_text(
+        re.sub(
+            r'(?m)^appVersion: ".*"',
+            'appVersion: "0.9.0"',
+            re.sub(r"(?m)^version: .*", "version: 0.9.0", text),
+        )
+    )
+    pinned = {"image.tag": '"0.1.0-ray2.60.0-cpu"'}  # the image is the one thing a release may change
+    before, after = (rayservice(render(sets=pinned, chart=chart)) for chart in (CHART, bumped))
+    assert before["metadata"]["labels"]["helm.sh/chart"] != after["metadata"]["labels"]["helm.sh/chart"]
+    assert before["spec"]["rayClusterConfig"] == after["spec"]["rayClusterConfig"]
+    for group in groups(before).values():
+        labels = group["template"]["metadata"]["labels"]
+        assert "helm.sh/chart" not in labels and "app.kubernetes.io/version" not in labels
+
+
+def notes(*args: str) -> str:
+    """NOTES.txt as `helm install` prints it."""
+    result = helm("install", "mnist-serve", str(CHART), "--namespace", "serving", "--dry-run=client", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_forward_the_dashboard_from_a_pod_the_selector_finds(rendered):
+    """The RayService-level <name>-head-svc keeps app.kubernetes.io/name: kuberay in its selector
+    (BuildHeadServiceForRayService, ray-operator/controllers/ray/common/service.go) and so selects
+    none of the chart's pods: the notes select the head pod by the template's own labels."""
+    text = notes()
+    assert "svc/mnist-serve-head-svc" not in text
+    (selector,) = re.findall(r"get pods -l (\S+) -o name", text)
+    wanted = dict(pair.split("=") for pair in selector.split(","))
+    templates = {
+        name: g["template"]["metadata"]["labels"]
+        for name, g in groups(rayservice(rendered["default"])).items()
+    }
+    assert [name for name, labels in templates.items() if labels.items() >= wanted.items()] == ["head"]
+    (test_pod,) = by_kind(rendered["default"], "Pod")
+    assert not test_pod["metadata"]["labels"].items() >= wanted.items()
+
+
+def test_initializing_timeout_is_off_by_default_and_the_notes_say_how_to_recover():
+    """On expiry KubeRay deletes the clusters and never reconciles again (markFailedOnInitializingTimeout,
+    rayservice_controller.go), so the chart leaves it off unless asked."""
+    assert "annotations" not in rayservice(render())["metadata"]
+    assert "--timeout=30m" in notes()
+    service = rayservice(render(sets={"upgrade.initializingTimeout": '"45m"'}))
+    assert service["metadata"]["annotations"] == {"ray.io/initializing-timeout": "45m"}
+    text = notes("--set", "upgrade.initializingTimeout=45m")
+    assert "--timeout=45m" in text and "kubectl delete rayservice mnist-serve" in text
+
+
+def test_serve_and_gpu_pool_scale_to_zero(rendered):
+    service = rayservice(rendered["scale-to-zero"])
+    (app,) = serve_config(service)["applications"]
+    (classifier,) = [d for d in app["deployments"] if d["name"] == "Classifier"]
+    assert classifier["autoscaling_config"]["min_replicas"] == 0
+    assert classifier["autoscaling_config"]["initial_replicas"] == 0
+    gpu = groups(service)["gpu"]
+    assert (gpu["replicas"], gpu["minReplicas"]) == (0, 0)
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)

@@ -1,4 +1,6 @@
-"""`make rollout-plan` on a table of changes: what KubeRay will do with each."""
+"""`make rollout-plan` on a table of changes: what KubeRay will do with each, by the operator's
+rules: the cluster hash of ray-operator/controllers/ray/utils/util.go
+(GenerateHashWithoutReplicasAndWorkersToDelete) and shouldUpdateCluster in rayservice_controller.go."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import sys
 import pytest
 
 from clusterkit.helmchart import CI_VALUES, REPO, render
-from clusterkit.rollout_plan import IN_PLACE, NEW_CLUSTER, NOTHING, WORKER_COUNTS, plan
+from clusterkit.rollout_plan import GROUPS_ADDED, IN_PLACE, NEW_CLUSTER, NO_EFFECT, NOTHING, plan
 
 KIND = CI_VALUES / "kind-values.yaml"
 
@@ -77,22 +79,54 @@ def test_the_plan_says_what_kuberay_will_do(change, action, named):
         assert named in result.describe()
 
 
-def workers(replicas: int) -> dict[str, str]:
+def workers(replicas: int = 1, max_replicas: int = 2, **extra) -> dict:
     group = {
         "name": "cpu",
         "replicas": replicas,
         "minReplicas": 1,
-        "maxReplicas": 2,
+        "maxReplicas": max_replicas,
         "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
-    }
-    return {"workerGroups": json.dumps([group])}
+    } | extra
+    return group
 
 
-def test_worker_counts_alone_resize_in_place():
-    """What the Ray autoscaler changes (and Argo CD ignores) needs no new cluster; bounds would."""
-    result = plan(render(KIND, sets=workers(1)), render(KIND, sets=workers(2)))
-    assert result.action == WORKER_COUNTS
-    assert "workerGroupSpecs[cpu].replicas: 1 -> 2" in result.describe()
+def with_groups(*groups: dict) -> dict[str, str]:
+    return {"workerGroups": json.dumps(list(groups))}
+
+
+TOLERATION = [{"key": "dedicated", "operator": "Equal", "value": "ray", "effect": "NoSchedule"}]
+
+# Edits KubeRay leaves out of its hash: the running cluster is not updated at all.
+IGNORED = [
+    ("replicas", workers(replicas=2), "workerGroupSpecs[cpu].replicas: 1 -> 2"),
+    ("maxReplicas", workers(max_replicas=3), "workerGroupSpecs[cpu].maxReplicas: 2 -> 3"),
+    ("tolerations", workers(tolerations=TOLERATION), "workerGroupSpecs[cpu].template.spec.tolerations"),
+]
+
+
+@pytest.mark.parametrize(("group", "named"), [c[1:] for c in IGNORED], ids=[c[0] for c in IGNORED])
+def test_edits_outside_the_hash_do_nothing_until_the_next_new_cluster(group, named):
+    result = plan(render(KIND, sets=with_groups(workers())), render(KIND, sets=with_groups(group)))
+    assert result.action == NO_EFFECT
+    text = result.describe()
+    assert "no effect until the next new cluster" in text and named in text
+
+
+def test_kuberay_1_5_hashes_tolerations():
+    """KubeRay 1.5's hash (rayservice_controller.go) keeps tolerations: a new cluster there."""
+    before = render(KIND, sets=with_groups(workers()))
+    after = render(KIND, sets=with_groups(workers(tolerations=TOLERATION)))
+    assert plan(before, after, operator="1.5.0").action == NEW_CLUSTER
+
+
+def test_a_worker_group_appended_at_the_end_is_added_in_place():
+    before = render(KIND, sets=with_groups(workers()))
+    after = render(KIND, sets=with_groups(workers(), workers(name="big", maxReplicas=1)))
+    result = plan(before, after)
+    assert result.action == GROUPS_ADDED
+    assert "add the new worker groups to the running cluster in place" in result.describe()
+    inserted = render(KIND, sets=with_groups(workers(name="big", maxReplicas=1), workers()))
+    assert plan(before, inserted).action == NEW_CLUSTER
 
 
 def test_a_new_cluster_warns_about_the_doubled_resources():
@@ -128,3 +162,17 @@ def test_git_refs_render_the_chart_at_that_ref():
         text=True,
     )
     assert bogus.returncode == 1 and "'no-such-ref': not a values file" in bogus.stderr
+
+
+def test_a_refused_values_file_is_a_clean_error(tmp_path):
+    bad = tmp_path / "bad-values.yaml"
+    bad.write_text("upgrade:\n  strategy: BlueGreen\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "clusterkit.rollout_plan", str(KIND), str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "the chart refuses these values" in result.stderr and "upgrade" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
-from clusterkit.helmchart import SCENARIOS, by_kind, groups, rayservice, render
+from clusterkit.helmchart import REPO, SCENARIOS, by_kind, groups, rayservice, render
 from clusterkit.kuberay import serve_config
 
 GPU = "nvidia.com/gpu"
@@ -110,7 +112,10 @@ def test_nothing_exposes_the_dashboard(rendered, scenario):
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_network_policy_admits_only_the_operator_to_dashboard_and_gcs(rendered, scenario):
+def test_network_policy_admits_the_operator_to_dashboard_and_serve_and_nobody_to_gcs(rendered, scenario):
+    """The operator PUTs the serve config on 8265 and checks the head's proxy at podIP:8000/-/healthz
+    (CheckProxyActorHealth, ray-operator/controllers/ray/rayservice_controller.go); it never
+    connects to GCS, so 6379 is open only to the release's own Ray pods."""
     (policy,) = by_kind(rendered[scenario], "NetworkPolicy")
     rules = policy["spec"]["ingress"]
     by_port = {}
@@ -119,19 +124,23 @@ def test_network_policy_admits_only_the_operator_to_dashboard_and_gcs(rendered, 
             by_port.setdefault(port["port"], []).append(rule.get("from"))
     namespace = "ray-system" if scenario == "exposed" else "kuberay-system"
     operator = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}]
-    assert by_port[8265] == by_port[6379] == [operator]
+    assert by_port[8265] == [operator]
+    assert operator in by_port[8000]
     # Every other rule either names its ports (serve, metrics) or admits only this release's Ray pods.
     (peers,) = by_port["any"]
     assert peers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "mnist-serve"
-    assert set(by_port) == {8265, 6379, 8000, 8080, "any"}
+    assert set(by_port) == {8265, 8000, 8080, "any"}
 
 
 def test_network_policy_restricts_serve_clients_when_asked(rendered):
+    """With serveFrom set: those peers, the Gateway's namespace (the HTTPRoute's data plane), the
+    helm test pod, and the operator's health check (its own rule)."""
     (policy,) = by_kind(rendered["exposed"], "NetworkPolicy")
     (serve,) = [r for r in policy["spec"]["ingress"] if r.get("ports") == [{"port": 8000, "protocol": "TCP"}]]
     test_pod = {"app.kubernetes.io/instance": "mnist-serve", "app.kubernetes.io/component": "test"}
     assert serve["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}},
         {"podSelector": {"matchLabels": test_pod}},  # the helm test pod still gets through
     ]
     (pod,) = by_kind(rendered["exposed"], "Pod")
@@ -210,3 +219,37 @@ def test_helm_test_hook_sends_a_digit_to_the_serve_service(rendered):
     (digit,) = by_kind(rendered["default"], "ConfigMap")
     assert digit["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert set(digit["binaryData"]) == {"digit.raw"} and digit["data"] == {"label": "7"}
+
+
+def test_helm_test_pod_is_as_hardened_as_the_ray_pods(rendered):
+    """No Kubernetes API token and a read-only root filesystem: it only sends one HTTP request."""
+    (pod,) = by_kind(rendered["default"], "Pod")
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    (test,) = pod["spec"]["containers"]
+    assert test["securityContext"]["readOnlyRootFilesystem"] is True
+    assert test["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert test["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def make_n(*args: str) -> str:
+    """The commands `make` would run (make -n), without running them."""
+    result = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_image_push_publishes_what_the_charts_default_image_points_at(rendered):
+    """The default image.repository (ghcr.io/mnist-serve/mnist-serve) is what the release workflow's
+    `make image-push REGISTRY=ghcr.io/<owner>` publishes for this repository (owner mnist-serve)."""
+    plan = make_n("image-push", "REGISTRY=ghcr.io/mnist-serve", "ARCH=amd64")
+    images = {container(group)["image"] for group in groups(rayservice(rendered["mixed"])).values()}
+    assert images == {
+        "ghcr.io/mnist-serve/mnist-serve:0.1.0-ray2.60.0-cpu",
+        "ghcr.io/mnist-serve/mnist-serve:0.1.0-ray2.60.0-gpu",
+    }
+    for image in images:
+        assert f"-t {image} " in plan and f"docker push {image}" in plan
+    assert "rayproject/ray:2.60.0-py311-gpu" in plan
+    chart = make_n("chart-push", "REGISTRY=ghcr.io/mnist-serve")
+    assert "push artifacts/chart/mnist-serve-0.1.0.tgz oci://ghcr.io/mnist-serve/charts" in chart

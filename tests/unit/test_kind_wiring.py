@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 import yaml
 
 from clusterkit.helmchart import KUBE_VERSIONS
@@ -18,10 +19,10 @@ def planned(*args: str) -> str:
 
 
 def test_kind_test_runs_every_step_in_order_and_tears_down():
-    plan = planned("kind-test")
+    plan = planned("kind-test", "OS=linux", "ARCH=amd64")
     steps = [
-        "kind-linux-amd64.sha256sum",  # pinned tools, checksums verified
-        "kubectl.sha256",
+        "releases/download/v0.29.0/kind-linux-amd64",  # pinned tools, checksums verified
+        "release/v1.33.1/bin/linux/amd64/kubectl",
         "create cluster --name mnist-serve --config k8s/kind/cluster.yaml",
         "upgrade --install kuberay-operator kuberay-operator --repo https://ray-project.github.io/kuberay-helm/",
         "--version 1.7.0 --namespace kuberay-system",
@@ -79,3 +80,59 @@ def test_the_workflow_runs_the_tests_then_kind():
     run = lambda job: " ".join(step.get("run", "") for step in jobs[job]["steps"])  # noqa: E731
     assert "make test" in run("test")
     assert "make kind-test" in run("kind") and jobs["kind"]["needs"] == "test"
+
+
+PLATFORMS = [("linux", "amd64"), ("linux", "arm64"), ("darwin", "amd64"), ("darwin", "arm64")]
+SUMS = {
+    name: sha
+    for sha, name in (
+        line.split()
+        for line in (REPO / "hack" / "tools.sha256").read_text().splitlines()
+        if line[:1] not in "#"
+    )
+}
+
+
+@pytest.mark.parametrize(("os", "arch"), PLATFORMS)
+def test_kubectl_is_downloaded_for_the_platform_and_checked_against_its_pinned_sum(os, arch):
+    plan = planned(str(REPO / "bin" / "kubectl-v1.33.1"), f"OS={os}", f"ARCH={arch}")
+    assert f"https://dl.k8s.io/release/v1.33.1/bin/{os}/{arch}/kubectl" in plan
+    assert f'"kubectl-v1.33.1-{os}-{arch}"' in plan and f"kubectl-v1.33.1-{os}-{arch}" in SUMS
+
+
+@pytest.mark.parametrize(("os", "arch"), PLATFORMS)
+def test_kind_is_a_pinned_download_or_a_go_install_verified_by_the_go_sumdb(os, arch):
+    plan = planned(str(REPO / "bin" / "kind-v0.29.0"), f"OS={os}", f"ARCH={arch}")
+    assert f"releases/download/v0.29.0/kind-{os}-{arch}" in plan
+    # Without a pinned sum (only linux-amd64 has one) kind is built with `go install`.
+    assert "go install sigs.k8s.io/kind@v0.29.0" in plan
+    assert (f"kind-v0.29.0-{os}-{arch}" in SUMS) == ((os, arch) == ("linux", "amd64"))
+
+
+def test_a_platform_without_a_pinned_sum_is_refused_before_any_download(tmp_path):
+    result = subprocess.run(
+        ["make", str(tmp_path / "kubectl-v1.33.1"), f"LOCALBIN={tmp_path}", "OS=freebsd", "ARCH=amd64"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "no pinned sha256 for kubectl-v1.33.1-freebsd-amd64 in hack/tools.sha256" in result.stdout
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_image_is_built_for_the_nodes_platform():
+    arm = planned("image", "ARCH=arm64")
+    assert "--platform linux/arm64" in arm and "rayproject/ray:2.60.0-py311-cpu-aarch64" in arm
+    assert "--platform linux/amd64" in planned("image", "ARCH=amd64")
+
+
+def test_the_release_workflow_publishes_images_and_chart_on_a_version_tag():
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "release.yaml").read_text())
+    assert workflow[True]["push"]["tags"] == ["v*"]  # YAML 1.1 reads the key `on` as True
+    (job,) = workflow["jobs"].values()
+    assert job["env"]["REGISTRY"] == "ghcr.io/${{ github.repository_owner }}"
+    assert workflow["permissions"]["packages"] == "write"
+    run = " ".join(step.get("run", "") for step in job["steps"])
+    assert "make image-push" in run and "make chart-push" in run and "registry login ghcr.io" in run
