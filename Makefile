@@ -152,6 +152,14 @@ loadtest: $(STAMP) ## Locust at HOST (SHAPE steady|ramp|spike, DURATION s, PEAK_
 	$(BIN)/python loadtest/report.py $(RESULTS)/locust
 	$(BIN)/python loadtest/slo.py $(RESULTS)/locust --slo $(SLO)
 
+##@ Real Kubernetes (built from Go modules on this machine; no Docker, no registry)
+
+KUBE_CACHE ?= $(HOME)/.cache/mnist-serve
+
+.PHONY: kube-build
+kube-build: ## Build the pinned Kubernetes, etcd, CoreDNS, KubeRay operator and pause binaries into KUBE_CACHE (once per pin).
+	MNIST_SERVE_CACHE=$(KUBE_CACHE) nice -n 10 clusterkit/kube/build.sh
+
 ##@ kind (needs Docker or podman, and internet)
 
 KIND_VERSION ?= v0.29.0
