@@ -537,12 +537,25 @@ def down() -> None:
         bins = binaries()
     except SystemExit:
         bins = None
-    # Pods first, while containerd is still there to list and stop their tasks.
+    # The kubelet first, so that nothing restarts the pods; then the pods, while containerd is
+    # still there to list and delete their tasks; then the shims those leave (children of PID 1,
+    # found by our containerd's socket on their command line); then the rest.
+    for name in ("kube-proxy", "kubelet"):
+        stop(name)
     netns = []
     if alive("containerd"):
         netns = pod_netns()
         for task in ctr("tasks", "ls", "-q", check=False).stdout.split():
             ctr("tasks", "kill", "-s", "SIGKILL", task, check=False)
+            ctr("tasks", "delete", "-f", task, check=False)
+    sock = f"{STATE}/containerd/containerd.sock"
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and sock.encode() in argv:
+            os.kill(int(proc.name), signal.SIGKILL)
     for name in reversed(PROCESSES):
         stop(name)
     for ns in netns:
