@@ -12,6 +12,7 @@ Flags follow upstream's hack/local-up-cluster.sh (kubernetes v1.34), minus its d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -555,7 +556,8 @@ def down() -> None:
         except OSError:
             continue
         if argv and argv[0].endswith(b"containerd-shim-runc-v2") and sock.encode() in argv:
-            os.kill(int(proc.name), signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
     for name in reversed(PROCESSES):
         stop(name)
     for ns in netns:
