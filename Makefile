@@ -183,6 +183,28 @@ loadtest: $(STAMP) ## Locust at HOST (SHAPE steady|ramp|spike, DURATION s, PEAK_
 	$(BIN)/python loadtest/report.py $(RESULTS)/locust
 	$(BIN)/python loadtest/slo.py $(RESULTS)/locust --slo $(SLO)
 
+##@ Real Kubernetes (built from Go modules on this machine; no Docker, no registry)
+
+KUBE_CACHE ?= $(HOME)/.cache/mnist-serve
+
+.PHONY: kube-build
+kube-build: ## Build the pinned Kubernetes, etcd, CoreDNS, KubeRay operator and pause binaries into KUBE_CACHE (once per pin).
+	MNIST_SERVE_CACHE=$(KUBE_CACHE) nice -n 10 clusterkit/kube/build.sh
+
+.PHONY: kube-deps
+kube-deps: ## apt-install containerd, runc, the CNI plugins, iptables, conntrack and podman when missing.
+	@command -v containerd >/dev/null && command -v podman >/dev/null && test -x /usr/lib/cni/bridge \
+		&& command -v conntrack >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install \
+		-y -qq containerd runc containernetworking-plugins iptables conntrack podman; }
+
+.PHONY: kube-up
+kube-up: kube-build kube-deps $(STAMP) ## One-node Kubernetes with CoreDNS and the KubeRay operator; kubeconfig in artifacts/kube/.
+	flock /tmp/mnist-serve-heavy.lock $(BIN)/python -m clusterkit.kube.cluster up
+
+.PHONY: kube-down
+kube-down: $(STAMP) ## Stop everything kube-up started and remove its state (processes, mounts, netns, iptables, bridge).
+	$(BIN)/python -m clusterkit.kube.cluster down
+
 ##@ kind (needs Docker or podman, and internet)
 
 KIND_VERSION ?= v0.29.0

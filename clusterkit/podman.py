@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
+
+# podman on this VM: runc (crun fails on its hybrid cgroups) and the ulimits Ray needs.
+CONTAINERS_CONF = """[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+"""
+
+
+def use_containers_conf() -> None:
+    """Point podman at CONTAINERS_CONF for this process and its children (once)."""
+    if "CONTAINERS_CONF" not in os.environ:
+        with tempfile.NamedTemporaryFile("w", prefix="containers-", suffix=".conf", delete=False) as conf:
+            conf.write(CONTAINERS_CONF)
+        os.environ["CONTAINERS_CONF"] = conf.name
 
 
 def podman(*args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from clusterkit.localray import REPO
-from clusterkit.podman import exists, podman
+from clusterkit.podman import CONTAINERS_CONF, exists, podman
 
 RAY_VERSION = "2.60.0"
 OS_IMAGE = "localhost/mnist-serve-standin-os:bookworm"
@@ -27,12 +27,6 @@ WHEELHOUSE = Path(os.environ.get("WHEELHOUSE", "/tmp/mnist-serve-wheelhouse"))
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 # Where builds see it: not over the image's own bundle, which apt may rewrite.
 BUILD_CA = "/etc/ssl/host-ca.crt"
-# podman on this VM: runc (crun fails on its hybrid cgroups) and the ulimits Ray needs.
-CONTAINERS_CONF = """[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-"""
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,582 @@
+"""A one-node Kubernetes on this machine from the binaries `clusterkit/kube/build.sh` caches.
+
+Everything lives under artifacts/kube/ (certificates, etcd data, containerd's root and state, the
+kubelet's root, logs, PID files) and on one bridge this module creates; the pod and service ranges
+exist only there. `down` stops each process by its recorded PID, then removes the pod network
+namespaces, the mounts under artifacts/kube/, the bridge and the iptables chains kube-proxy made,
+so that `up` works again right after.
+
+Flags follow upstream's hack/local-up-cluster.sh (kubernetes v1.34), minus its downloads and sudo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = REPO / "artifacts" / "kube"
+KUBECONFIG = STATE / "kubeconfig"
+CACHE = Path(os.environ.get("MNIST_SERVE_CACHE", Path.home() / ".cache" / "mnist-serve"))
+GO = Path(__file__).resolve().parent / "go"
+
+BRIDGE = "mnskube0"
+NODE_IP = "10.244.0.1"  # the bridge's address: API server, kubelet and the pods' gateway
+POD_CIDR = "10.244.0.0/24"
+SERVICE_CIDR = "10.96.0.0/24"
+API_SERVICE_IP = "10.96.0.1"
+DNS_SERVICE_IP = "10.96.0.10"
+NODE = "mnist-serve-node"
+ETCD_CLIENT = "http://127.0.0.1:23790"  # off etcd's default ports: nothing else on the machine collides
+ETCD_PEER = "http://127.0.0.1:23800"
+PAUSE_IMAGE = "localhost/mnist-serve-pause:1"
+# The order processes start in; down stops them in reverse.
+PROCESSES = [
+    "containerd",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+]
+
+
+def go_version(wrapper: str, module: str) -> str:
+    return subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Version}}", module],
+        cwd=GO / wrapper,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def binaries() -> dict[str, Path]:
+    k8s = CACHE / f"kubernetes-{go_version('kubernetes', 'k8s.io/kubernetes')}"
+    paths = {name: k8s / name for name in PROCESSES[2:] + ["kubectl"]}
+    paths["etcd"] = CACHE / f"etcd-{go_version('etcd', 'go.etcd.io/etcd/server/v3')}" / "etcd"
+    paths["containerd"] = Path("/usr/bin/containerd")
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        sys.exit("missing binaries (run `make kube-build`): " + ", ".join(missing))
+    return paths
+
+
+def run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
+
+
+# --- certificates ---------------------------------------------------------------------------
+
+
+def pki() -> Path:
+    """One CA; the API server's serving certificate; one system:masters client certificate that
+    every component and kubectl use (a single-user, single-node test cluster); the service-account
+    signing key."""
+    d = STATE / "pki"
+    if (d / "admin.crt").exists():
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    run(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "30",
+        "-keyout",
+        d / "ca.key",
+        "-out",
+        d / "ca.crt",
+        "-subj",
+        "/CN=mnist-serve-ca",
+    )
+    sans = ",".join(
+        [f"IP:{ip}" for ip in (NODE_IP, API_SERVICE_IP, "127.0.0.1")]
+        + [
+            f"DNS:{n}"
+            for n in (
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+            )
+        ]
+    )
+    for name, subject, ext in (
+        ("apiserver", "/CN=kube-apiserver", f"subjectAltName={sans}\nextendedKeyUsage=serverAuth"),
+        ("admin", "/O=system:masters/CN=mnist-serve-admin", "extendedKeyUsage=clientAuth"),
+    ):
+        (d / f"{name}.ext").write_text(ext + "\n")
+        run(
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            d / f"{name}.key",
+            "-out",
+            d / f"{name}.csr",
+            "-subj",
+            subject,
+        )
+        run(
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            d / f"{name}.csr",
+            "-CA",
+            d / "ca.crt",
+            "-CAkey",
+            d / "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            d / f"{name}.ext",
+            "-out",
+            d / f"{name}.crt",
+        )
+    run("openssl", "genrsa", "-out", d / "sa.key", "2048")
+    run("openssl", "rsa", "-in", d / "sa.key", "-pubout", "-out", d / "sa.pub")
+    return d
+
+
+def kubeconfig(d: Path) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "mnist-serve",
+                "cluster": {"server": f"https://{NODE_IP}:6443", "certificate-authority": str(d / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {"client-certificate": str(d / "admin.crt"), "client-key": str(d / "admin.key")},
+            }
+        ],
+        "contexts": [{"name": "mnist-serve", "context": {"cluster": "mnist-serve", "user": "admin"}}],
+        "current-context": "mnist-serve",
+    }
+    KUBECONFIG.write_text(yaml.safe_dump(config))
+
+
+# --- configuration files ----------------------------------------------------------------------
+
+
+def containerd_config() -> Path:
+    c = STATE / "containerd"
+    c.mkdir(parents=True, exist_ok=True)
+    (STATE / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
+    (c / "config.toml").write_text(f"""version = 2
+root = "{c}/root"
+state = "{c}/state"
+[grpc]
+  address = "{c}/containerd.sock"
+[ttrpc]
+  address = "{c}/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{c}/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{STATE}/cni/net.d"
+""")
+    # No ipMasq: pods talk to each other, services and the node only, never beyond this machine.
+    cni = {
+        "cniVersion": "0.4.0",
+        "name": "mnist-serve",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP}]],
+                    "dataDir": str(STATE / "cni" / "ipam"),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+    (STATE / "cni" / "net.d" / "10-mnist-serve.conflist").write_text(yaml.safe_dump(cni))
+    return c / "config.toml"
+
+
+def kubelet_config(d: Path) -> Path:
+    config = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": NODE_IP,
+        "cgroupDriver": "cgroupfs",  # PID 1 is not systemd
+        "containerRuntimeEndpoint": f"unix://{STATE}/containerd/containerd.sock",
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(d / "ca.crt")},
+        },
+        "authorization": {"mode": "Webhook"},
+        "clusterDNS": [DNS_SERVICE_IP],
+        "clusterDomain": "cluster.local",
+        "failSwapOn": False,
+        "readOnlyPort": 0,
+        "resolvConf": "/etc/resolv.conf",
+        # A shared build machine's disk is often fuller than kubelet's defaults allow.
+        "evictionHard": {"memory.available": "200Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "serializeImagePulls": False,
+    }
+    path = STATE / "kubelet.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def kube_proxy_config() -> Path:
+    config = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "iptables",
+        "clientConnection": {"kubeconfig": str(KUBECONFIG)},
+        "hostnameOverride": NODE,
+        "clusterCIDR": POD_CIDR,
+        "bindAddress": NODE_IP,
+        "healthzBindAddress": f"{NODE_IP}:10256",
+        "metricsBindAddress": f"{NODE_IP}:10249",
+        # Leave the machine's sysctls alone: no conntrack table resize, no route_localnet.
+        "conntrack": {"maxPerCore": 0},
+        "iptables": {"localhostNodePorts": False},
+        "nodePortAddresses": [f"{NODE_IP}/32"],
+    }
+    path = STATE / "kube-proxy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def commands(bins: dict[str, Path], d: Path) -> dict[str, list[str]]:
+    kc = str(KUBECONFIG)
+    return {
+        "containerd": [str(bins["containerd"]), "--config", str(containerd_config())],
+        "etcd": [
+            str(bins["etcd"]),
+            f"--data-dir={STATE}/etcd",
+            f"--listen-client-urls={ETCD_CLIENT}",
+            f"--advertise-client-urls={ETCD_CLIENT}",
+            f"--listen-peer-urls={ETCD_PEER}",
+            f"--initial-advertise-peer-urls={ETCD_PEER}",
+            f"--initial-cluster=default={ETCD_PEER}",
+        ],
+        "kube-apiserver": [
+            str(bins["kube-apiserver"]),
+            f"--etcd-servers={ETCD_CLIENT}",
+            f"--bind-address={NODE_IP}",
+            f"--advertise-address={NODE_IP}",
+            "--secure-port=6443",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--client-ca-file={d}/ca.crt",
+            f"--tls-cert-file={d}/apiserver.crt",
+            f"--tls-private-key-file={d}/apiserver.key",
+            f"--kubelet-client-certificate={d}/admin.crt",
+            f"--kubelet-client-key={d}/admin.key",
+            f"--service-account-key-file={d}/sa.pub",
+            f"--service-account-signing-key-file={d}/sa.key",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+        ],
+        "kube-controller-manager": [
+            str(bins["kube-controller-manager"]),
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            f"--service-account-private-key-file={d}/sa.key",
+            f"--root-ca-file={d}/ca.crt",
+            f"--cluster-signing-cert-file={d}/ca.crt",
+            f"--cluster-signing-key-file={d}/ca.key",
+            "--use-service-account-credentials=true",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+        ],
+        "kube-scheduler": [
+            str(bins["kube-scheduler"]),
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+        ],
+        "kubelet": [
+            str(bins["kubelet"]),
+            f"--config={kubelet_config(d)}",
+            f"--kubeconfig={kc}",
+            f"--root-dir={STATE}/kubelet",
+            f"--hostname-override={NODE}",
+            f"--node-ip={NODE_IP}",
+        ],
+        "kube-proxy": [str(bins["kube-proxy"]), f"--config={kube_proxy_config()}"],
+    }
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def pid_file(name: str) -> Path:
+    return STATE / "pids" / f"{name}.pid"
+
+
+def log_file(name: str) -> Path:
+    return STATE / "logs" / f"{name}.log"
+
+
+def start(name: str, cmd: list[str]) -> None:
+    for sub in ("pids", "logs"):
+        (STATE / sub).mkdir(parents=True, exist_ok=True)
+    with log_file(name).open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    pid_file(name).write_text(str(proc.pid))
+
+
+def alive(name: str) -> bool:
+    try:
+        os.kill(int(pid_file(name).read_text()), 0)
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return False
+    return True
+
+
+def stop(name: str, grace: float = 20) -> None:
+    path = pid_file(name)
+    if not path.exists():
+        return
+    pid = int(path.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)  # each process leads its own session (start_new_session)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.2)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    path.unlink()
+
+
+def wait_for(what: str, check, timeout: float, name: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(name):
+            raise RuntimeError(f"{name} exited while waiting for {what}")
+        if check():
+            return
+        time.sleep(1)
+    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(str(REPO / "bin" / "kubectl"), f"--kubeconfig={KUBECONFIG}", *args, check=check)
+
+
+# --- network ----------------------------------------------------------------------------------
+
+SYSCTLS = {"net/ipv4/ip_forward": "1", "net/bridge/bridge-nf-call-iptables": "1"}
+
+
+def network_up() -> None:
+    """The bridge with the node address, so the API server can bind before the first pod; the
+    sysctls a bridge CNI and kube-proxy need (previous values saved for `down`)."""
+    if run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+        run("ip", "link", "add", BRIDGE, "type", "bridge")
+        run("ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
+        run("ip", "link", "set", BRIDGE, "up")
+    saved = STATE / "sysctls.yaml"
+    if not saved.exists():
+        saved.write_text(yaml.safe_dump({k: Path("/proc/sys", k).read_text().strip() for k in SYSCTLS}))
+    for key, value in SYSCTLS.items():
+        Path("/proc/sys", key).write_text(value)
+
+
+def network_down(bins: dict[str, Path] | None) -> None:
+    if bins and bins.get("kube-proxy", Path()).exists():
+        # kube-proxy removes the KUBE-* chains and jumps it created (and nothing else).
+        run(str(bins["kube-proxy"]), "--cleanup", check=False)
+    run("ip", "link", "del", BRIDGE, check=False)
+    saved = STATE / "sysctls.yaml"
+    if saved.exists():
+        for key, value in yaml.safe_load(saved.read_text()).items():
+            Path("/proc/sys", key).write_text(value)
+        saved.unlink()
+
+
+def pod_netns() -> list[Path]:
+    """Network namespaces of our pods: the /run/netns bind mounts that are the network namespace
+    of a task our containerd runs (matched by inode, so no other runtime's namespaces)."""
+    inodes = set()
+    for line in ctr("tasks", "ls", check=False).stdout.splitlines()[1:]:
+        try:
+            inodes.add(os.stat(f"/proc/{line.split()[1]}/ns/net").st_ino)
+        except (IndexError, OSError):
+            pass
+    return [ns for ns in Path("/run/netns").glob("*") if ns.stat().st_ino in inodes]
+
+
+def unmount_under(root: Path) -> None:
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(str(root) + "/")), key=len, reverse=True):
+        run("umount", "-l", mount, check=False)
+
+
+# --- up and down ------------------------------------------------------------------------------
+
+
+def up(timeout: float = 300) -> None:
+    bins = binaries()
+    (REPO / "bin").mkdir(exist_ok=True)
+    kubectl_link = REPO / "bin" / "kubectl"
+    kubectl_link.unlink(missing_ok=True)
+    kubectl_link.symlink_to(bins["kubectl"])
+    d = pki()
+    kubeconfig(d)
+    network_up()
+    cmds = commands(bins, d)
+    t0 = time.monotonic()
+    try:
+        for name in PROCESSES:
+            if not alive(name):
+                start(name, cmds[name])
+            if name == "containerd":
+                sock = STATE / "containerd" / "containerd.sock"
+                wait_for("containerd's socket", sock.exists, 30, name)
+                import_pause()
+            elif name == "etcd":
+                wait_for(
+                    "etcd",
+                    lambda: run("curl", "-fs", f"{ETCD_CLIENT}/health", check=False).returncode == 0,
+                    60,
+                    name,
+                )
+            elif name == "kube-apiserver":
+                wait_for(
+                    "the API server",
+                    lambda: kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
+                    timeout,
+                    name,
+                )
+        wait_for("the node Ready", node_ready, timeout, "kubelet")
+        server = yaml.safe_load(kubectl("version", "-o", "yaml").stdout)["serverVersion"]["gitVersion"]
+        print(f"[kube] Kubernetes {server}: control plane and node Ready in {time.monotonic() - t0:.0f} s")
+        from clusterkit.kube import addons
+
+        addons.coredns()
+        version = addons.operator()
+        for ns, deploy in (("kube-system", "coredns"), (addons.OPERATOR_NAMESPACE, "kuberay-operator")):
+            kubectl("-n", ns, "rollout", "status", f"deployment/{deploy}", f"--timeout={timeout:.0f}s")
+        print(f"[kube] CoreDNS and the KubeRay operator {version} available at {time.monotonic() - t0:.0f} s")
+    except Exception:
+        diagnostics()
+        down()
+        raise
+    print(f"[kube] kubeconfig: {KUBECONFIG}")
+
+
+def node_ready() -> bool:
+    out = kubectl(
+        "get", "node", NODE, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False
+    )
+    return out.stdout.strip() == "True"
+
+
+def ctr(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run("ctr", f"--address={STATE}/containerd/containerd.sock", "-n", "k8s.io", *args, check=check)
+
+
+def import_pause() -> None:
+    """containerd's sandbox_image, built here (FROM scratch + our pause binary): nothing is pulled."""
+    if PAUSE_IMAGE in ctr("images", "ls", "-q").stdout.split():
+        return
+    from clusterkit.kube import images
+
+    ctr("images", "import", str(images.pause_archive()))
+
+
+def diagnostics(lines: int = 40) -> None:
+    for name in PROCESSES + ["kuberay-operator"]:
+        path = log_file(name)
+        if path.exists():
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            print(f"----- last {len(tail)} lines of {path}", *tail, sep="\n", file=sys.stderr)
+
+
+def down() -> None:
+    try:
+        bins = binaries()
+    except SystemExit:
+        bins = None
+    # The kubelet first, so that nothing restarts the pods; then the pods, while containerd is
+    # still there to list and delete their tasks; then the shims those leave (children of PID 1,
+    # found by our containerd's socket on their command line); then the rest.
+    for name in ("kube-proxy", "kubelet"):
+        stop(name)
+    netns = []
+    if alive("containerd"):
+        netns = pod_netns()
+        for task in ctr("tasks", "ls", "-q", check=False).stdout.split():
+            ctr("tasks", "kill", "-s", "SIGKILL", task, check=False)
+            ctr("tasks", "delete", "-f", task, check=False)
+    sock = f"{STATE}/containerd/containerd.sock"
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and sock.encode() in argv:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+    for name in reversed(PROCESSES):
+        stop(name)
+    for ns in netns:
+        run("ip", "netns", "del", ns.name, check=False)
+    network_down(bins)
+    unmount_under(STATE)
+    keep = {"pki", "kubeconfig"}  # certificates are cheap to keep and make the next `up` faster
+    for entry in STATE.iterdir() if STATE.exists() else []:
+        if entry.name not in keep:
+            run("rm", "-rf", "--one-file-system", str(entry))
+    print("[kube] down")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "diagnostics"])
+    args = parser.parse_args()
+    {"up": up, "down": down, "diagnostics": diagnostics}[args.command]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+module mnist-serve/kube/pause
+
+go 1.24.0
