@@ -22,7 +22,7 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from mnist_serve import decoding
+from mnist_serve import decoding, metrics
 from mnist_serve.body_limit import BodyLimit
 from mnist_serve.config import Batching, Limits
 from mnist_serve.decoding import InputError
@@ -53,6 +53,8 @@ app = FastAPI(
 )
 app.state.max_body_bytes = Limits().max_body_bytes
 app.add_middleware(BodyLimit)
+# Outermost, so that it also counts what BodyLimit refuses.
+app.add_middleware(metrics.RequestMetrics)
 
 
 def _oip(request: Request) -> bool:
@@ -138,6 +140,7 @@ class Ingress:
         return [dataclasses.replace(prediction, log_probs=part) for part in parts]
 
     async def _classify(self, pixels: np.ndarray, response: Response) -> Prediction:
+        metrics.count_images(len(pixels))
         try:
             prediction = await self._pipeline(pixels)
         except BackPressureError:

@@ -11,6 +11,7 @@ import torch
 from ray import serve
 
 from mnist_serve.config import Batching, ModelSource
+from mnist_serve.metrics import ClassifierMetrics
 from mnist_serve.preprocessing import to_model_input
 from mnist_serve.weights import load_model
 
@@ -57,6 +58,7 @@ class Classifier:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_model(model.uri, model.sha256).to(self.device)
         self.version = model.version
+        self.metrics = ClassifierMetrics(model.version)
 
     def reconfigure(self, user_config: dict) -> None:
         Batching.model_validate(user_config).apply(self.predict)
@@ -66,6 +68,7 @@ class Classifier:
         """Each request is a [n, 1, 28, 28] array of model input; n varies per request."""
         sizes = [len(r) for r in requests]
         batch = torch.from_numpy(np.concatenate(requests)).to(self.device)
+        self.metrics.observe_batch(len(batch))
         with torch.inference_mode():
             log_probs = self.model(batch).float().cpu().numpy()
         parts = np.split(log_probs, np.cumsum(sizes)[:-1])

@@ -6,6 +6,7 @@ chart's model, limits and per-deployment overrides applied, emitted with toYaml.
 {{- $v := .Values }}
 {{- $config := .Files.Get "files/serve_config.yaml" | fromYaml }}
 {{- $_ := set $config.http_options "request_timeout_s" $v.serve.requestTimeoutS }}
+{{- $_ := set $config "logging_config" (mergeOverwrite (dict) ($config.logging_config | default dict) (deepCopy $v.serve.logging)) }}
 {{- range $app := $config.applications }}
 {{- $model := dict "uri" $v.model.uri "version" $v.model.version }}
 {{- with $v.model.sha256 }}
