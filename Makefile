@@ -267,7 +267,7 @@ test-image: model ## The image built and run with podman on a stand-in Ray base 
 	$(BIN)/pytest -m image $(PYTEST_ARGS)
 
 .PHONY: test-serve
-test-serve: model prometheus ## The application on a real local Ray, over HTTP (and scraped by a real Prometheus).
+test-serve: tools model prometheus ## The application on a real local Ray, over HTTP (and scraped by a real Prometheus).
 	$(BIN)/pytest -m serve $(PYTEST_ARGS)
 
 ##@ Cleanup

@@ -8,7 +8,8 @@ Two hooks, both protocol-agnostic:
 - `RequestMetrics`, an ASGI middleware on the ingress app: requests by route, format and
   status, rejections by reason, and images per route and format (counted by `count_images`
   wherever a request's pixels have been decoded);
-- `ClassifierMetrics`, created by the classifier: images per forward pass and the model version.
+- `ClassifierMetrics`, created by the classifier: images per forward pass and the model version
+  (refreshed by its health check).
 Metric objects are created on first use, inside the replica, where Serve's tags are known.
 """
 
@@ -122,12 +123,19 @@ class ClassifierMetrics:
             tag_keys=("model_version",),
         )
         self.batch_images.set_default_tags({"model_version": model_version})
-        info = Gauge(
+        self.info = Gauge(
             "mnist_serve_model_info",
             description="1 for the model version each classifier replica serves.",
             tag_keys=("model_version",),
         )
-        info.set(1, tags={"model_version": model_version})
+        self.info.set_default_tags({"model_version": model_version})
+        self.refresh()
 
     def observe_batch(self, images: int) -> None:
         self.batch_images.observe(images)
+
+    def refresh(self) -> None:
+        """Re-set the gauges: Ray's metrics agent drops a gauge not set for two export intervals
+        (ray/_private/telemetry/open_telemetry_metric_recorder.py), so Serve re-sets its own every
+        10 s; the classifier's health check (every 10 s) calls this."""
+        self.info.set(1)
