@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 
@@ -244,3 +245,22 @@ def test_logging_config_reaches_serve_config_v2(rendered):
         "log_level": "WARNING",
         "additional_log_standard_attrs": ["name"],
     }
+
+
+def test_dashboard_json_is_a_grafana_dashboard_on_its_variables():
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids must be unique"
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert variables == {"datasource", "namespace"}
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert {"x", "y", "w", "h"} <= set(grid) and grid["x"] + grid["w"] <= 24, panel["title"]
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            # Scoped to the chosen namespace; only the variables Grafana defines.
+            assert 'namespace=~"$namespace"' in target["expr"], (panel["title"], target["expr"])
+            assert set(re.findall(r"\$\w+", target["expr"])) <= {"$namespace", "$__rate_interval"}
