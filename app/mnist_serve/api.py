@@ -16,7 +16,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
-from mnist_serve import __version__
+from mnist_serve import __version__, metrics
 from mnist_serve.body_limit import BodyLimit
 from mnist_serve.config import Batching, Limits
 from mnist_serve.decoding import InputError
@@ -81,6 +81,8 @@ def create_app(plane: DataPlane | None = None) -> FastAPI:
     app.state.dataplane = plane
     app.state.max_body_bytes = (plane.limits if plane else Limits()).max_body_bytes
     app.add_middleware(BodyLimit)
+    # Outermost, so that it also counts what BodyLimit refuses.
+    app.add_middleware(metrics.RequestMetrics)
     app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

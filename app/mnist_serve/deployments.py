@@ -11,6 +11,7 @@ import torch
 from ray import serve
 
 from mnist_serve.config import Batching, ModelSource
+from mnist_serve.metrics import ClassifierMetrics
 from mnist_serve.preprocessing import to_model_input
 from mnist_serve.signature import INPUT
 from mnist_serve.weights import load_model
@@ -58,6 +59,7 @@ class Classifier:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_model(model.uri, model.sha256).to(self.device)
         self.version = model.version
+        self.metrics = ClassifierMetrics(model.version)
 
     def reconfigure(self, user_config: dict) -> None:
         Batching.model_validate(user_config).apply(self.predict)
@@ -67,6 +69,7 @@ class Classifier:
         """Each request is an [n, *INPUT.shape[1:]] array of model input; n varies per request."""
         sizes = [len(r) for r in requests]
         batch = torch.from_numpy(np.concatenate(requests)).to(self.device)
+        self.metrics.observe_batch(len(batch))
         with torch.inference_mode():
             log_probs = self.model(batch).float().cpu().numpy()
         parts = np.split(log_probs, np.cumsum(sizes)[:-1])
@@ -79,3 +82,4 @@ class Classifier:
         """Ray restarts a replica whose model can no longer run a forward pass."""
         with torch.inference_mode():
             self.model(torch.zeros(1, *INPUT.shape[1:], device=self.device))
+        self.metrics.refresh()

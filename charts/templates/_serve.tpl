@@ -11,6 +11,7 @@ chart's model, limits and per-deployment overrides applied, emitted with toYaml.
 {{- else }}
 {{- $_ := unset $config "grpc_options" }}
 {{- end }}
+{{- $_ := set $config "logging_config" (mergeOverwrite (dict) ($config.logging_config | default dict) (deepCopy $v.serve.logging)) }}
 {{- range $app := $config.applications }}
 {{- $model := dict "uri" $v.model.uri "version" $v.model.version }}
 {{- with $v.model.sha256 }}

@@ -18,6 +18,7 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
+from mnist_serve import metrics
 from mnist_serve.config import Batching, Limits
 from mnist_serve.decoding import InputError
 from mnist_serve.deployments import Prediction
@@ -46,6 +47,7 @@ class DataPlane:
 
     async def classify(self, pixels: np.ndarray) -> Prediction:
         """[N, 28, 28] pixels (uint8 or [0, 1] floats) → the model's answer for each image."""
+        metrics.count_images(len(pixels))
         try:
             return await self._pipeline(pixels)
         except BackPressureError:

@@ -1,0 +1,223 @@
+"""Observability against the real service: a real Prometheus scrapes the local Ray node's metrics
+port (what the chart's PodMonitor scrapes in a pod) during a short Locust run, the dashboard's
+queries return data, the chart's alert rules evaluate cleanly on the real series, and Serve's
+logs are JSON lines carrying request IDs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import yaml
+
+from clusterkit.helmchart import CHART, by_kind, render
+from clusterkit.localray import REPO
+
+DASHBOARD = json.loads((CHART / "files" / "dashboard.json").read_text())
+NAMESPACE = "serving"  # the label the PodMonitor's namespace gives every series in a cluster
+# Panels of metrics only GPU nodes export: checked to exist in Ray's source, not queried.
+GPU_PANELS = {"GPU utilization per node (GPU nodes only)"}
+METRIC = re.compile(r"\b(ray_[a-z0-9_]+)\b")
+
+
+def targets() -> list[tuple[str, str]]:
+    return [(p["title"], t["expr"]) for p in DASHBOARD["panels"] for t in p.get("targets", [])]
+
+
+def concrete(expr: str) -> str:
+    """A panel's query as Grafana sends it, its variables filled in."""
+    return expr.replace("$namespace", NAMESPACE).replace("$__rate_interval", "2m")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prometheus(cluster, tmp_path_factory):
+    if not shutil.which("prometheus"):
+        pytest.fail("prometheus is missing: run `make prometheus` (make test does)")
+    work = tmp_path_factory.mktemp("prometheus")
+    (rule,) = by_kind(render(CHART / "ci" / "exposed-values.yaml"), "PrometheusRule")
+    (work / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    metrics_port = cluster.ports.node(0)["metrics-export-port"]
+    config = {
+        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "rule_files": ["rules.yaml"],
+        "scrape_configs": [
+            {
+                "job_name": "ray",
+                "static_configs": [
+                    {"targets": [f"127.0.0.2:{metrics_port}"], "labels": {"namespace": NAMESPACE}}
+                ],
+            }
+        ],
+    }
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = (work / "prometheus.log").open("w")
+    process = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=work,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (work / "prometheus.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/-/ready", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "prometheus not ready after 30 s"
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def query(prometheus: str, expr: str) -> list[dict]:
+    body = requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert body["status"] == "success", (expr, body)
+    return body["data"]["result"]
+
+
+@pytest.fixture(scope="module")
+def load(cluster, prometheus, tmp_path_factory, report):
+    """A short Locust run of every format, a few refused requests, then Ray's next export."""
+    out = tmp_path_factory.mktemp("loadtest")
+    started = time.monotonic()
+    run = subprocess.run(
+        ["make", "--no-print-directory", "loadtest", f"HOST={cluster.serve_url}", "SHAPE=steady",
+         "DURATION=10", "PEAK_USERS=8", f"RESULTS={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    refused = {
+        "unsupported_media_type": requests.post(f"{cluster.serve_url}/predict", data=b"x", timeout=10),
+        "invalid_input": requests.post(f"{cluster.serve_url}/predict", json={"image": [[1, 2]]}, timeout=10),
+    }
+    assert [r.status_code for r in refused.values()] == [415, 422]
+    # Ray exports every 10 s and Prometheus scrapes every 2 s: wait until the refusals, the last
+    # things sent, are in several scrapes (a rate needs two samples).
+    deadline = time.monotonic() + 90
+    reasons = 'ray_mnist_serve_rejected_requests_total{reason=~"unsupported_media_type|invalid_input"}'
+    while len(query(prometheus, f"count_over_time({reasons}[2m]) >= 3")) < 2:
+        assert time.monotonic() < deadline, "the refused requests never reached Prometheus"
+        time.sleep(2)
+    report(f"observability: Locust run + first scrape holding it in {time.monotonic() - started:.0f} s")
+    return out
+
+
+def test_prometheus_scrapes_every_metric_family_under_load(prometheus, load, report):
+    (up,) = query(prometheus, 'up{job="ray"}')
+    assert up["value"][1] == "1"
+    locust = sum(
+        int(r["Request Count"])
+        for r in csv.DictReader((load / "locust_stats.csv").open())
+        if r["Type"] == "POST"
+    )
+    (counted,) = query(prometheus, f'sum(ray_mnist_serve_requests_total{{namespace="{NAMESPACE}"}})')
+    # The session's other tests send requests too: at least Locust's.
+    assert float(counted["value"][1]) >= locust
+    formats = {r["metric"]["format"] for r in query(prometheus, "ray_mnist_serve_images_total")}
+    assert {"json", "raw", "png"} <= formats
+    routes = {r["metric"]["route"] for r in query(prometheus, "ray_mnist_serve_requests_total")}
+    assert {"/", "/predict", "/v2/models/{model_name}/infer"} <= routes
+    (version,) = query(prometheus, "count by (model_version) (ray_mnist_serve_model_info)")
+    assert version["metric"]["model_version"] == "1"
+    (samples,) = query(prometheus, 'scrape_samples_scraped{job="ray"}')
+    (series,) = query(prometheus, 'count({job="ray"})')
+    report(
+        f"observability: Prometheus scraped {samples['value'][1]} samples per scrape, {series['value'][1]} "
+        f"series; {counted['value'][1]} requests counted, Locust sent {locust}"
+    )
+
+
+@pytest.mark.parametrize(("title", "expr"), [t for t in targets() if t[0] not in GPU_PANELS])
+def test_dashboard_query_returns_data(prometheus, load, title, expr):
+    assert query(prometheus, concrete(expr)), f"panel {title!r}: no data for {concrete(expr)}"
+
+
+def test_dashboard_references_only_metrics_that_exist(prometheus, load):
+    scraped = set(requests.get(f"{prometheus}/api/v1/label/__name__/values", timeout=10).json()["data"])
+    # GPU gauges exist only on GPU nodes: they must at least be metrics Ray's node agent defines.
+    reporter = Path(find_spec("ray.dashboard.modules.reporter.reporter_agent").origin).read_text()
+    exprs = [expr for _, expr in targets()] + [DASHBOARD["templating"]["list"][1]["definition"]]
+    names = {name for expr in exprs for name in METRIC.findall(expr)}
+    gpu = {name for title, expr in targets() if title in GPU_PANELS for name in METRIC.findall(expr)}
+    assert names - gpu <= scraped, f"not exported: {sorted(names - gpu - scraped)}"
+    for name in gpu:
+        assert f'"{name.removeprefix("ray_")}"' in reporter, f"{name} is not a Ray node metric"
+
+
+def test_the_chart_alert_rules_evaluate_on_the_real_series(prometheus, load):
+    rules = requests.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    evaluated = [r for g in rules for r in g["rules"]]
+    assert len(evaluated) == 7
+    for rule in evaluated:
+        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+    # Serve reports the app RUNNING (6) and every deployment HEALTHY (6): nothing to alert on.
+    (status,) = query(prometheus, 'ray_serve_application_status{application="mnist"}')
+    assert status["value"][1] == "6"
+    healthy = {
+        r["metric"]["deployment"]: float(r["value"][1])
+        for r in query(prometheus, "sum by (deployment) (ray_serve_deployment_replica_healthy)")
+    }
+    assert healthy == {"Ingress": 2, "Preprocessor": 1, "Classifier": 1}
+
+
+def test_serve_logs_are_json_lines_with_the_callers_request_ids(cluster, load):
+    """Every Serve log line is one JSON object; an ingress access record carries the caller's
+    X-Request-ID. Throughput-optimised Serve buffers request-path logs (1,000 records, see
+    RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE) so requests are sent until an ingress log flushes."""
+    logs = cluster.temp_dir / "session_latest" / "logs" / "serve"
+    digit = np.zeros(784, np.uint8).tobytes()
+    sent: set[str] = set()
+
+    def send(i: int) -> None:
+        request_id = f"obs-{uuid.uuid4()}"
+        sent.add(request_id)
+        headers = {"Content-Type": "application/octet-stream", "X-Request-ID": request_id}
+        assert requests.post(f"{cluster.serve_url}/predict", data=digit, headers=headers, timeout=30).ok
+
+    deadline = time.monotonic() + 120
+    with ThreadPoolExecutor(8) as pool:
+        while not any(path.stat().st_size for path in logs.glob("replica_mnist_Ingress_*.log")):
+            assert time.monotonic() < deadline, "no ingress replica log was written"
+            list(pool.map(send, range(200)))
+    records = [
+        (path.name, json.loads(line))  # every line one JSON object
+        for path in sorted(logs.glob("*.log"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    assert {"controller", "replica"} <= {r.get("component_name") for _, r in records}
+    # Request-path records (access log, user logs while serving); start-up records carry none.
+    ingress = [r for name, r in records if name.startswith("replica_mnist_Ingress_") and "request_id" in r]
+    assert {r["application"] for r in ingress} == {"mnist"}
+    assert {r["request_id"] for r in ingress} & sent, "no ingress record carries a caller's request ID"
