@@ -52,11 +52,9 @@ model: $(STAMP) ## Train the CNN on MNIST (skipped when valid weights exist).
 	$(BIN)/python -m mnist_serve.train --out $(MODEL_DIR)
 
 .PHONY: run
-# A single local node has no external load balancer to drain: Ctrl-C stops in seconds
-# rather than after Ray's 30 s direct-ingress drain.
+# Through clusterkit.serverun: it ends what a hard-killed earlier run left holding the ports.
 run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (Ctrl-C stops it).
-	set -a && . app/ray.env && set +a && \
-		RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=2 $(BIN)/serve run $(SERVE_CONFIG)
+	$(BIN)/python -m clusterkit.serverun $(SERVE_CONFIG)
 
 .PHONY: samples
 samples: $(STAMP) ## Write a real test digit as a request body in every format (for curl).

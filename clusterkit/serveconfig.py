@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 
 from ray.serve.schema import ServeDeploySchema
 
+from mnist_serve.builders import DEPLOYMENTS
 from mnist_serve.config import AppArgs, Batching
+
+
+def with_topology(config: dict, topology: str) -> dict:
+    """`config` with every application in `topology`, configuring only the deployments it has."""
+    config = copy.deepcopy(config)
+    for app in config["applications"]:
+        app["args"]["topology"] = topology
+        app["deployments"] = [d for d in app["deployments"] if d["name"] in DEPLOYMENTS[topology]]
+    return config
 
 
 def check(config: dict) -> None:

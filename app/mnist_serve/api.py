@@ -20,13 +20,12 @@ from pydantic import ValidationError
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
-from ray.serve.handle import DeploymentHandle
 
 from mnist_serve import decoding
 from mnist_serve.body_limit import BodyLimit
 from mnist_serve.config import Batching, Limits
 from mnist_serve.decoding import InputError
-from mnist_serve.deployments import Prediction
+from mnist_serve.deployments import Composed, Fused, Prediction, images, in_batches, split
 from mnist_serve.schemas import (
     MODEL_NAME,
     OIP_INPUT,
@@ -112,34 +111,34 @@ _PREDICT_BODY = {
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, user_config=Batching().model_dump())
 @serve.ingress(app)
 class Ingress:
-    """Decodes requests, then sends concurrent ones through the pipeline together.
+    """Decodes requests, then sends concurrent ones to the model together.
 
-    Gathering requests here (its own `@serve.batch`, tuned by `user_config`)
-    costs one preprocessor call and one classifier call per group rather than
-    per request: the calls between deployments, not the model, dominate the
-    cost of small requests.
+    Gathering requests here (its own `@serve.batch`, sized in images by
+    `user_config`) costs one preprocessor call and one classifier call per
+    group rather than per request when the model is `Composed`: the calls
+    between deployments, not the model, dominate the cost of small requests.
+    `Fused`, each group is one forward pass in this replica.
     """
 
-    def __init__(self, preprocessor: DeploymentHandle, classifier: DeploymentHandle, limits: Limits) -> None:
-        self.preprocessor = preprocessor
-        self.classifier = classifier
+    def __init__(self, model: Composed | Fused, limits: Limits) -> None:
+        self.model = model.start()
         self.limits = limits
         app.state.max_body_bytes = limits.max_body_bytes
+        self.batching = Batching()
 
     def reconfigure(self, user_config: dict) -> None:
-        Batching.model_validate(user_config).apply(self._pipeline)
+        self.batching = Batching.model_validate(user_config)
+        self.batching.apply(self._pipeline)
 
     # Several groups in flight: the next one is preprocessed while the classifier works.
-    @serve.batch(**Batching().model_dump(), max_concurrent_batches=4)
+    @serve.batch(**Batching().model_dump(), max_concurrent_batches=4, batch_size_fn=images)
     async def _pipeline(self, requests: list[np.ndarray]) -> list[Prediction]:
-        model_input = self.preprocessor.preprocess.remote(requests)
-        prediction: Prediction = await self.classifier.predict.remote(model_input)
-        parts = np.split(prediction.log_probs, np.cumsum([len(r) for r in requests])[:-1])
-        return [dataclasses.replace(prediction, log_probs=part) for part in parts]
+        prediction = await self.model.predict(requests)
+        return [dataclasses.replace(prediction, log_probs=p) for p in split(prediction.log_probs, requests)]
 
     async def _classify(self, pixels: np.ndarray, response: Response) -> Prediction:
         try:
-            prediction = await self._pipeline(pixels)
+            prediction = await in_batches(self._pipeline, pixels, self.batching.max_batch_size)
         except BackPressureError:
             raise InputError("the model is at capacity; retry shortly", 503) from None
         except RayActorError:
@@ -150,7 +149,7 @@ class Ingress:
         return prediction
 
     async def _model_version(self) -> str:
-        return await asyncio.wait_for(self.classifier.model_version.remote(), HEALTH_TIMEOUT_S)
+        return await asyncio.wait_for(self.model.model_version(), HEALTH_TIMEOUT_S)
 
     @app.post("/", response_model=TutorialResponse, summary="The Ray Serve tutorial's contract")
     async def tutorial(self, request: Request, response: Response) -> TutorialResponse:
