@@ -11,12 +11,14 @@ little of the machine as possible.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -119,15 +121,22 @@ def load_series(name: str, url: str, seconds: int) -> dict:
     return results
 
 
-def serve_service(name: str, topology: str, env: dict, seconds: int) -> dict:
-    cluster = LocalRayCluster(single_node(env))
+@contextlib.contextmanager
+def serve_cluster(topology: str, env: dict | None = None) -> Iterator[LocalRayCluster]:
+    """This service in `topology` on a one-node local Ray (env: app/ray.env unless given)."""
+    cluster = LocalRayCluster(single_node(ray_env() if env is None else env))
     cluster.start()
     try:
         cluster.deploy(with_topology(serve_config(cluster.ports), topology))
         cluster.wait_running()
-        return load_series(name, cluster.serve_url, seconds)
+        yield cluster
     finally:
         cluster.stop()
+
+
+def serve_service(name: str, topology: str, env: dict, seconds: int) -> dict:
+    with serve_cluster(topology, env) as cluster:
+        return load_series(name, cluster.serve_url, seconds)
 
 
 def plain_fastapi(workers: int, seconds: int) -> dict:
