@@ -65,11 +65,22 @@ lint: $(STAMP) ## Lint and check formatting with ruff.
 	$(BIN)/ruff check app clusterkit tests bench hack loadtest
 	$(BIN)/ruff format --check app clusterkit tests bench hack loadtest
 
-.PHONY: bench
-bench: model ## Benchmark: raw model vs this service vs plain FastAPI, side by side.
-	@command -v wrk >/dev/null || { echo "installing wrk (the load generator) with apt"; \
+.PHONY: wrk
+wrk: ## Install wrk (the load generator) with apt when missing.
+	@command -v wrk >/dev/null || { echo "installing wrk with apt"; \
 		apt-get update -qq && apt-get install -y -qq wrk; }
+
+.PHONY: bench
+bench: model wrk ## Benchmark: raw model vs both topologies vs plain FastAPI (1 and 2 workers), one table.
 	$(BIN)/python bench/bench.py
+
+TOPOLOGY ?= fused
+FORMAT ?= json
+CLIENTS ?= 128
+
+.PHONY: profile
+profile: model wrk ## py-spy on every replica under wrk (TOPOLOGY fused|composed, FORMAT json|raw, CLIENTS).
+	$(BIN)/python bench/profile_replicas.py --topology $(TOPOLOGY) --format $(FORMAT) --clients $(CLIENTS)
 
 ##@ Chart
 
