@@ -26,7 +26,9 @@ def check(config: dict) -> None:
     for app in config["applications"]:
         module, _, name = app["import_path"].partition(":")
         assert callable(getattr(importlib.import_module(module), name)), app["import_path"]
-        AppArgs.model_validate(app["args"])
+        args = AppArgs.model_validate(app["args"])
+        extra = {d["name"] for d in app["deployments"]} - set(DEPLOYMENTS[args.topology])
+        assert not extra, f"a {args.topology} app has no deployments {sorted(extra)}"
         for deployment in app["deployments"]:
             if "user_config" in deployment:
                 Batching.model_validate(deployment["user_config"])

@@ -109,3 +109,14 @@ def test_chart_files_are_the_apps_files():
 def test_helm_test_digit_is_the_first_mnist_test_image(mnist_test):
     assert (CHART / "files" / "test-digit.raw").read_bytes() == mnist_test.images[0].tobytes()
     assert int((CHART / "files" / "test-digit.label").read_text()) == mnist_test.labels[0]
+
+
+def test_fused_topology_keeps_only_the_ingress_of_the_apps_config():
+    """`serve.topology: fused` is the same serve config, the app told to fuse and only the
+    deployment a fused app has (Serve refuses options for deployments an app lacks)."""
+    chart_config = serve_config(rayservice(render(sets={"serve.topology": '"fused"'})))
+    serveconfig.check(chart_config)
+    (app,) = chart_config["applications"]
+    assert app["args"]["topology"] == "fused"
+    (ingress,) = yaml.safe_load(SERVE_CONFIG.read_text())["applications"][0]["deployments"][:1]
+    assert app["deployments"] == [ingress]
