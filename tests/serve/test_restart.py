@@ -29,13 +29,20 @@ def start(log) -> subprocess.Popen:
     )
 
 
-def wait_answering(run: subprocess.Popen, timeout_s: float = 180) -> None:
+def wait_answering(run: subprocess.Popen, images, timeout_s: float = 180) -> requests.Response:
+    """The first 200 to raw `images` at /predict (HAProxy reloads while the app comes up)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert run.poll() is None, f"make run exited with {run.returncode}"
         try:
-            if requests.get(URL + "/health", timeout=2).status_code == 200:
-                return
+            reply = requests.post(
+                URL + "/predict",
+                data=images.tobytes(),
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=10,
+            )
+            if reply.status_code == 200:
+                return reply
         except requests.RequestException:  # not up yet, or starting
             pass
         time.sleep(1)
@@ -56,8 +63,9 @@ def test_run_starts_again_after_its_process_group_is_killed(tmp_path, mnist_test
     assert not listeners(), f"ports {PORTS} must be free for this test: {listeners()}"
     with (tmp_path / "first.log").open("w") as log:
         first = start(log)
+    images, labels = mnist_test.images[:20], mnist_test.labels[:20]
     try:
-        wait_answering(first)
+        wait_answering(first, images)
         time.sleep(5)  # HAProxy reloads as the app settles: kill after that, as a user would
         held = listeners()
     finally:
@@ -70,15 +78,7 @@ def test_run_starts_again_after_its_process_group_is_killed(tmp_path, mnist_test
     with (tmp_path / "second.log").open("w") as log:
         second = start(log)
     try:
-        wait_answering(second)
-        images, labels = mnist_test.images[:20], mnist_test.labels[:20]
-        reply = requests.post(
-            URL + "/predict",
-            data=images.tobytes(),
-            headers={"Content-Type": "application/octet-stream"},
-            timeout=30,
-        )
-        assert reply.status_code == 200, reply.text
+        reply = wait_answering(second, images)
         assert (reply.json()["labels"] == labels).mean() >= 0.9
     finally:
         # Ctrl-C: Ray stops cleanly and the runner ends anything that outlived it.
