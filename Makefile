@@ -52,11 +52,9 @@ model: $(STAMP) ## Train the CNN on MNIST (skipped when valid weights exist).
 	$(BIN)/python -m mnist_serve.train --out $(MODEL_DIR)
 
 .PHONY: run
-# A single local node has no external load balancer to drain: Ctrl-C stops in seconds
-# rather than after Ray's 30 s direct-ingress drain.
+# Through clusterkit.serverun: it ends what a hard-killed earlier run left holding the ports.
 run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (Ctrl-C stops it).
-	set -a && . app/ray.env && set +a && \
-		RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=2 $(BIN)/serve run $(SERVE_CONFIG)
+	$(BIN)/python -m clusterkit.serverun $(SERVE_CONFIG)
 
 .PHONY: samples
 samples: $(STAMP) ## Write a real test digit as a request body in every format (for curl).
@@ -75,11 +73,22 @@ lint: $(STAMP) ## Lint and check formatting with ruff.
 	$(BIN)/ruff check app clusterkit tests bench hack loadtest
 	$(BIN)/ruff format --check app clusterkit tests bench hack loadtest
 
-.PHONY: bench
-bench: model ## Benchmark: raw model vs this service vs plain FastAPI, side by side.
-	@command -v wrk >/dev/null || { echo "installing wrk (the load generator) with apt"; \
+.PHONY: wrk
+wrk: ## Install wrk (the load generator) with apt when missing.
+	@command -v wrk >/dev/null || { echo "installing wrk with apt"; \
 		apt-get update -qq && apt-get install -y -qq wrk; }
+
+.PHONY: bench
+bench: model wrk ## Benchmark: raw model vs both topologies vs plain FastAPI (1 and 2 workers), one table.
 	$(BIN)/python bench/bench.py
+
+TOPOLOGY ?= fused
+FORMAT ?= json
+CLIENTS ?= 128
+
+.PHONY: profile
+profile: model wrk ## py-spy on every replica under wrk (TOPOLOGY fused|composed, FORMAT json|raw, CLIENTS).
+	$(BIN)/python bench/profile_replicas.py --topology $(TOPOLOGY) --format $(FORMAT) --clients $(CLIENTS)
 
 ##@ Chart
 

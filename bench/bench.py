@@ -1,26 +1,31 @@
-"""make bench: the raw model, this service and a plain FastAPI process, side by side.
+"""make bench: the raw model, this service and plain FastAPI + uvicorn, side by side.
 
-Prints images/s and p50/p95/p99 latency for single-image requests at 1, 32
-and 128 concurrent clients (JSON and raw bytes), and the ratios of the
-service to the model's limit and to plain FastAPI. Load comes from wrk
-(C, one thread) so the client takes as little of the machine as possible.
+Measures images/s and p50/p99 latency for single-image requests at 1, 32, 128
+and 256 concurrent clients (JSON and raw bytes) and for 64-image raw requests,
+against plain FastAPI with 1 and 2 uvicorn workers and the raw model's limit,
+then prints one table with the ratios to the 2-worker peer (what a user would
+run on 2 cores). Load comes from wrk (C, one thread) so the client takes as
+little of the machine as possible.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 import torch
 
 from clusterkit.localray import WEIGHTS, LocalRayCluster, ray_env, serve_config, single_node
+from clusterkit.serveconfig import with_topology
 from mnist_serve import client, data
 from mnist_serve.preprocessing import to_model_input
 from mnist_serve.weights import load_model
@@ -28,10 +33,19 @@ from mnist_serve.weights import load_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-CLIENTS = (1, 32, 128)
-FORMATS = ("json", "raw")
-# What we ship (app/ray.env: throughput-optimised, HAProxy) and Ray's defaults.
-SERVICE_MODES = {"serve": ray_env(), "serve-ray-defaults": {}}
+# (format, images per request, concurrent clients)
+LOADS = [
+    *((fmt, 1, clients) for fmt in ("json", "raw") for clients in (1, 32, 128, 256)),
+    *(("raw", 64, clients) for clients in (1, 32, 128)),
+]
+# This service per topology with what we ship (app/ray.env: throughput-optimised,
+# HAProxy), and the composed one with Ray's defaults: (topology, env).
+SERVICE_MODES = {
+    "serve-fused": ("fused", ray_env()),
+    "serve-composed": ("composed", ray_env()),
+    "serve-composed-ray-defaults": ("composed", {}),
+}
+PLAIN_WORKERS = (1, 2)
 PLAIN_PORT = 28100
 
 
@@ -83,36 +97,49 @@ def wrk(url: str, request: client.Request, connections: int, seconds: int) -> di
     return result
 
 
+def load_key(fmt: str, images: int, clients: int) -> str:
+    return f"{fmt} x{images}/{clients}"
+
+
 def load_series(name: str, url: str, seconds: int) -> dict:
-    image = data.load("test").images[:1]
+    images = data.load("test").images
     results = {}
-    for fmt in FORMATS:
-        request = client.encode(fmt, image)
-        wrk(url, request, 8, 2)  # warm up
-        for clients in CLIENTS:
-            r = wrk(url, request, clients, seconds)
-            results[f"{fmt}/{clients}"] = r
-            print(
-                f"  {name:<18} {fmt:<4} {clients:>3} clients: {r['img_s']:7.0f} img/s  "
-                f"p50 {r['p50_us'] / 1e3:6.1f} ms  p95 {r['p95_us'] / 1e3:6.1f} ms  "
-                f"p99 {r['p99_us'] / 1e3:6.1f} ms  errors {r['non_2xx'] + r['socket_errors']}",
-                flush=True,
-            )
+    for fmt, count, clients in LOADS:
+        request = client.encode(fmt, images[:count])
+        if clients == 1:
+            wrk(url, request, 8, 2)  # warm up
+        r = wrk(url, request, clients, seconds)
+        r["img_s"] *= count
+        key = load_key(fmt, count, clients)
+        results[key] = r
+        print(
+            f"  {name:<28} {key:<12} {r['img_s']:7.0f} img/s  "
+            f"p50 {r['p50_us'] / 1e3:6.1f} ms  p99 {r['p99_us'] / 1e3:6.1f} ms  "
+            f"errors {r['non_2xx'] + r['socket_errors']}",
+            flush=True,
+        )
     return results
 
 
-def serve_service(name: str, env: dict, seconds: int) -> dict:
-    cluster = LocalRayCluster(single_node(env))
+@contextlib.contextmanager
+def serve_cluster(topology: str, env: dict | None = None) -> Iterator[LocalRayCluster]:
+    """This service in `topology` on a one-node local Ray (env: app/ray.env unless given)."""
+    cluster = LocalRayCluster(single_node(ray_env() if env is None else env))
     cluster.start()
     try:
-        cluster.deploy(serve_config(cluster.ports))
+        cluster.deploy(with_topology(serve_config(cluster.ports), topology))
         cluster.wait_running()
-        return load_series(name, cluster.serve_url, seconds)
+        yield cluster
     finally:
         cluster.stop()
 
 
-def plain_fastapi(seconds: int) -> dict:
+def serve_service(name: str, topology: str, env: dict, seconds: int) -> dict:
+    with serve_cluster(topology, env) as cluster:
+        return load_series(name, cluster.serve_url, seconds)
+
+
+def plain_fastapi(workers: int, seconds: int) -> dict:
     server = subprocess.Popen(
         [
             sys.executable,
@@ -128,6 +155,8 @@ def plain_fastapi(seconds: int) -> dict:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--workers",
+            str(workers),
         ],
         cwd=REPO,
         env={**os.environ, "MNIST_WEIGHTS": str(WEIGHTS)},
@@ -140,40 +169,61 @@ def plain_fastapi(seconds: int) -> dict:
                 break
             except requests.ConnectionError:
                 time.sleep(0.2)
-        return load_series("plain FastAPI", url, seconds)
+        return load_series(f"plain FastAPI, {workers} worker(s)", url, seconds)
     finally:
         server.terminate()
         server.wait(10)
 
 
+def table(figures: dict, modes: list[str]) -> str:
+    """One Markdown table: img/s and p50/p99 per load, ratios to the 2-worker peer."""
+    limit = figures["raw_model"]["img_s"]
+    peers = [f"plain-{w}w" for w in PLAIN_WORKERS]
+    columns = [*peers, *modes]
+    lines = [
+        f"raw model limit: {limit:,.0f} img/s ({figures['raw_model']['threads']} threads, "
+        f"batch {figures['raw_model']['batch_size']}); cells: img/s, p50 / p99 ms, ratio to plain-2w",
+        "",
+        "| load (format ximages/clients) | " + " | ".join(columns) + " |",
+        "| --- |" + " --- |" * len(columns),
+    ]
+    for key in figures[peers[-1]]:
+        base = figures[peers[-1]][key]["img_s"]
+        cells = []
+        for column in columns:
+            r = figures[column][key]
+            errors = r["non_2xx"] + r["socket_errors"]
+            cells.append(
+                f"{r['img_s']:,.0f}, {r['p50_us'] / 1e3:.1f} / {r['p99_us'] / 1e3:.0f} ms, "
+                f"{r['img_s'] / base:.2f}x" + (f", {errors} errors" if errors else "")
+            )
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    raw64 = [k for k in figures[peers[-1]] if " x64/" in k]
+    for mode in modes:
+        best = max(figures[mode][k]["img_s"] for k in raw64)
+        lines.append(f"\n{mode}: 64-image raw requests peak at {best / limit:.2f}x the raw model limit")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
-    parser.add_argument("--modes", nargs="+", default=list(SERVICE_MODES), choices=list(SERVICE_MODES))
+    parser.add_argument(
+        "--modes", nargs="+", default=["serve-fused", "serve-composed"], choices=list(SERVICE_MODES)
+    )
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     args = parser.parse_args()
 
     print("raw model (in process):", flush=True)
     figures = {"raw_model": raw_model()}
-    print("plain FastAPI + uvicorn, one process, one torch thread:", flush=True)
-    figures["plain_fastapi"] = plain_fastapi(args.seconds)
+    for workers in PLAIN_WORKERS:
+        print(f"plain FastAPI + uvicorn, {workers} worker(s), one torch thread each:", flush=True)
+        figures[f"plain-{workers}w"] = plain_fastapi(workers, args.seconds)
     for mode in args.modes:
-        print(f"{mode}: this service on Ray Serve, env {SERVICE_MODES[mode] or '(none)'}:", flush=True)
-        figures[mode] = serve_service(mode, SERVICE_MODES[mode], args.seconds)
-
-    limit = figures["raw_model"]["img_s"]
-    print(
-        f"\nratios (raw model limit {limit:.0f} img/s, "
-        f"{figures['raw_model']['threads']} threads, batch {figures['raw_model']['batch_size']}):"
-    )
-    print(f"  {'load':<10}" + "".join(f"{m + ' / plain':>30}{m + ' / model':>30}" for m in args.modes))
-    for key in figures["plain_fastapi"]:
-        plain = figures["plain_fastapi"][key]["img_s"]
-        row = "".join(
-            f"{figures[m][key]['img_s'] / plain:>30.2f}{figures[m][key]['img_s'] / limit:>30.2f}"
-            for m in args.modes
-        )
-        print(f"  {key:<10}{row}")
+        topology, env = SERVICE_MODES[mode]
+        print(f"{mode}: this service on Ray Serve, {topology}, env {env or '(none)'}:", flush=True)
+        figures[mode] = serve_service(mode, topology, env, args.seconds)
+    print("\n" + table(figures, args.modes))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

@@ -13,13 +13,13 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
-from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
 from mnist_serve import __version__, metrics
 from mnist_serve.body_limit import BodyLimit
 from mnist_serve.config import Batching, Limits
 from mnist_serve.decoding import InputError
+from mnist_serve.deployments import Composed, Fused
 from mnist_serve.protocol import oip_rest, predict, tutorial
 from mnist_serve.protocol.dataplane import DataPlane, dataplane
 from mnist_serve.protocol.oip_grpc import GRPCInferenceService
@@ -100,8 +100,9 @@ def create_app(plane: DataPlane | None = None) -> FastAPI:
 class Ingress(GRPCInferenceService):
     """Decodes requests of every protocol and sends them through the one data plane."""
 
-    def __init__(self, preprocessor: DeploymentHandle, classifier: DeploymentHandle, limits: Limits) -> None:
-        self.dataplane = DataPlane(preprocessor, classifier, limits)
+    def __init__(self, model: Composed | Fused, limits: Limits) -> None:
+        # Fused: the model loads here, in the replica, not where the app is built.
+        self.dataplane = DataPlane(model.start(), limits)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.dataplane)

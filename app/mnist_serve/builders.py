@@ -10,9 +10,14 @@ from ray.serve import Application
 
 from mnist_serve.api import Ingress
 from mnist_serve.config import AppArgs
-from mnist_serve.deployments import Classifier, Preprocessor
+from mnist_serve.deployments import Classifier, Composed, Fused, Preprocessor
+
+# The deployments each topology has (a serve config may only configure those).
+DEPLOYMENTS = {"composed": ("Ingress", "Preprocessor", "Classifier"), "fused": ("Ingress",)}
 
 
 def build_app(args: AppArgs) -> Application:
-    """Ingress → Preprocessor → Classifier."""
-    return Ingress.bind(Preprocessor.bind(), Classifier.bind(args.model), args.limits)
+    """`composed`: Ingress → Preprocessor → Classifier; `fused`: the model inside the Ingress."""
+    if args.topology == "fused":
+        return Ingress.bind(Fused(args.model), args.limits)
+    return Ingress.bind(Composed(Preprocessor.bind(), Classifier.bind(args.model)), args.limits)

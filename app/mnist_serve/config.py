@@ -7,6 +7,8 @@ message instead of a crashed replica.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -41,7 +43,13 @@ class Limits(Strict):
 class Batching(Strict):
     """Dynamic batching of a deployment: its `user_config`, changeable at run time."""
 
-    max_batch_size: int = Field(default=32, ge=1, le=1024, description="Calls gathered into one batch.")
+    max_batch_size: int = Field(
+        default=256,
+        ge=1,
+        le=4096,
+        description="Images in one batch (calls are gathered up to this many images; "
+        "a larger request is split into batches of at most this many).",
+    )
     batch_wait_timeout_s: float = Field(
         default=0.005, ge=0, le=1, description="How long a partial batch waits for more calls."
     )
@@ -57,3 +65,10 @@ class AppArgs(Strict):
 
     model: ModelSource
     limits: Limits = Limits()
+    topology: Literal["composed", "fused"] = Field(
+        default="composed",
+        description="composed: Ingress → Preprocessor → Classifier deployments (the model can "
+        "sit on other nodes, e.g. a GPU pool); fused: the model runs inside each Ingress "
+        "replica, with no hop between processes (CPU-only clusters, small models). "
+        "A fused app has only the Ingress deployment.",
+    )

@@ -19,6 +19,17 @@ chart's model, limits and per-deployment overrides applied, emitted with toYaml.
 {{- end }}
 {{- $_ := set $app.args "model" $model }}
 {{- $_ := set $app.args "limits" (mergeOverwrite (dict) $app.args.limits (deepCopy $v.serve.limits)) }}
+{{- $_ := set $app.args "topology" $v.serve.topology }}
+{{- if eq $v.serve.topology "fused" }}
+{{- /* Serve refuses options for deployments an app lacks (mnist_serve.builders.DEPLOYMENTS). */}}
+{{- $kept := list }}
+{{- range $d := $app.deployments }}
+{{- if eq $d.name "Ingress" }}
+{{- $kept = append $kept $d }}
+{{- end }}
+{{- end }}
+{{- $_ := set $app "deployments" $kept }}
+{{- end }}
 {{- range $d := $app.deployments }}
 {{- $override := deepCopy (get $v.serve.deployments $d.name | default dict) }}
 {{- if $override.autoscaling_config }}

@@ -231,3 +231,14 @@ def test_grpc_when_enabled_reaches_every_serving_pod(rendered):
     assert any(
         {"port": 9000, "protocol": "TCP"} in rule.get("ports", []) for rule in policy["spec"]["ingress"]
     )
+
+
+def test_fused_topology_keeps_only_the_ingress_of_the_apps_config():
+    """`serve.topology: fused` is the same serve config, the app told to fuse and only the
+    deployment a fused app has (Serve refuses options for deployments an app lacks)."""
+    chart_config = serve_config(rayservice(render(sets={"serve.topology": '"fused"'})))
+    serveconfig.check(chart_config)
+    (app,) = chart_config["applications"]
+    assert app["args"]["topology"] == "fused"
+    (ingress,) = yaml.safe_load(SERVE_CONFIG.read_text())["applications"][0]["deployments"][:1]
+    assert app["deployments"] == [ingress]

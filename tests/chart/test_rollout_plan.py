@@ -29,7 +29,7 @@ CHANGES = [
         "batch size",
         {"serve.deployments.Classifier.user_config.max_batch_size": "64"},
         IN_PLACE,
-        "deployments[Classifier].user_config.max_batch_size: 32 -> 64",
+        "deployments[Classifier].user_config.max_batch_size: 128 -> 64",
     ),
     (
         "replica count",

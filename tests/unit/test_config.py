@@ -33,7 +33,7 @@ def test_bad_args(args, message):
 
 @pytest.mark.parametrize(
     "user_config",
-    [{"max_batch_size": 0}, {"max_batch_size": 2000}, {"batch_wait_timeout_s": -1}, {"batch_size": 8}],
+    [{"max_batch_size": 0}, {"max_batch_size": 5000}, {"batch_wait_timeout_s": -1}, {"batch_size": 8}],
 )
 def test_bad_batching(user_config):
     with pytest.raises(ValidationError):

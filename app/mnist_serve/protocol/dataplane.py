@@ -1,9 +1,11 @@
 """The one classify path every protocol uses (KServe's `protocol/dataplane.py`).
 
 Pixels in, a `Prediction` out: concurrent requests are gathered (`@serve.batch`,
-tuned by the ingress's `user_config`) into one preprocessor call and one
-classifier call per group, since the calls between deployments, not the model,
-dominate the cost of small requests.
+sized in images by the ingress's `user_config`) into one call of the model per
+group. With the `Composed` topology that is one preprocessor call and one
+classifier call per group rather than per request, since the calls between
+deployments, not the model, dominate the cost of small requests; `Fused`, each
+group is one forward pass in the ingress replica.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from fastapi import Request, Response
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
-from ray.serve.handle import DeploymentHandle
 
 from mnist_serve import metrics
 from mnist_serve.config import Batching, Limits
 from mnist_serve.decoding import InputError
-from mnist_serve.deployments import Prediction
+from mnist_serve.deployments import Composed, Fused, Prediction, images, in_batches, split
 
 HEALTH_TIMEOUT_S = 5.0
 VERSION_HEADER = "x-model-version"
@@ -29,27 +30,26 @@ BATCH_HEADER = "x-batch-size"
 
 
 class DataPlane:
-    def __init__(self, preprocessor: DeploymentHandle, classifier: DeploymentHandle, limits: Limits) -> None:
-        self.preprocessor = preprocessor
-        self.classifier = classifier
+    def __init__(self, model: Composed | Fused, limits: Limits) -> None:
+        self.model = model
         self.limits = limits
+        self.batching = Batching()
 
     def reconfigure(self, batching: Batching) -> None:
+        self.batching = batching
         batching.apply(self._pipeline)
 
     # Several groups in flight: the next one is preprocessed while the classifier works.
-    @serve.batch(**Batching().model_dump(), max_concurrent_batches=4)
+    @serve.batch(**Batching().model_dump(), max_concurrent_batches=4, batch_size_fn=images)
     async def _pipeline(self, requests: list[np.ndarray]) -> list[Prediction]:
-        model_input = self.preprocessor.preprocess.remote(requests)
-        prediction: Prediction = await self.classifier.predict.remote(model_input)
-        parts = np.split(prediction.log_probs, np.cumsum([len(r) for r in requests])[:-1])
-        return [dataclasses.replace(prediction, log_probs=part) for part in parts]
+        prediction = await self.model.predict(requests)
+        return [dataclasses.replace(prediction, log_probs=p) for p in split(prediction.log_probs, requests)]
 
     async def classify(self, pixels: np.ndarray) -> Prediction:
         """[N, 28, 28] pixels (uint8 or [0, 1] floats) → the model's answer for each image."""
         metrics.count_images(len(pixels))
         try:
-            return await self._pipeline(pixels)
+            return await in_batches(self._pipeline, pixels, self.batching.max_batch_size)
         except BackPressureError:
             raise InputError("the model is at capacity; retry shortly", 503) from None
         except RayActorError:
@@ -57,7 +57,7 @@ class DataPlane:
             raise InputError("a model replica was lost; retry shortly", 503) from None
 
     async def model_version(self) -> str:
-        return await asyncio.wait_for(self.classifier.model_version.remote(), HEALTH_TIMEOUT_S)
+        return await asyncio.wait_for(self.model.model_version(), HEALTH_TIMEOUT_S)
 
     async def ready(self) -> bool:
         try:
