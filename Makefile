@@ -239,7 +239,7 @@ kind-down: $(KIND) ## Delete the kind cluster.
 ##@ Tests
 
 .PHONY: test
-test: lint tools model ## Run the whole test suite but the podman image build (lint first: it fails fastest).
+test: lint tools model redis ## Run the whole test suite but the podman image build (lint first: it fails fastest).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -251,8 +251,13 @@ test-chart: tools $(STAMP) ## The chart: lint, render, CRD and Kubernetes schema
 	$(BIN)/pytest -m chart $(PYTEST_ARGS)
 
 .PHONY: test-contract
-test-contract: tools model ## The rendered RayService on a local multi-node Ray: scaling, node loss, rollouts (about 8 minutes).
+test-contract: tools model redis ## The rendered RayService on a local multi-node Ray: scaling, node loss, rollouts (about 8 minutes).
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
+
+.PHONY: redis
+redis: ## Install Debian's redis-server when missing (the head-loss test's GCS store).
+	@command -v redis-server >/dev/null || { echo "installing redis-server with apt"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 .PHONY: test-image
 test-image: model ## The image built and run with podman on a stand-in Ray base (not in make test: ~10 min, 10 GB).
