@@ -32,7 +32,7 @@ from mnist_serve.model import MNISTNet
 
 METADATA_FILE = "metadata.json"
 # Per-node download cache; replicas on one node share it.
-CACHE_DIR = Path(os.environ.get("MNIST_SERVE_MODEL_CACHE", Path(tempfile.gettempdir()) / "mnist-serve-models"))
+CACHE_DIR = Path(os.environ.get("MNIST_SERVE_MODEL_CACHE") or Path(tempfile.gettempdir()) / "mnist-serve-models")
 # Seconds to connect and between bytes read, for every remote fetcher.
 TIMEOUT_S = float(os.environ.get("MNIST_SERVE_FETCH_TIMEOUT_S", "30"))
 
@@ -93,7 +93,8 @@ def _download_gs(uri: str, dest: Path) -> None:
         client.bucket(bucket).blob(key).download_to_filename(str(dest), timeout=TIMEOUT_S)
     except google.auth.exceptions.DefaultCredentialsError as exc:
         raise WeightsError(
-            f"no Google credentials to read {uri}: use GKE Workload Identity or GOOGLE_APPLICATION_CREDENTIALS"
+            f"no Google credentials to read {uri}: "
+            "use GKE Workload Identity or GOOGLE_APPLICATION_CREDENTIALS"
         ) from exc
     except exceptions.NotFound as exc:
         raise WeightsError(f"model weights not found at {uri}") from exc
