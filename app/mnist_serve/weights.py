@@ -32,7 +32,7 @@ from mnist_serve.model import MNISTNet
 
 METADATA_FILE = "metadata.json"
 # Per-node download cache; replicas on one node share it.
-CACHE_DIR = Path(os.environ.get("MNIST_SERVE_MODEL_CACHE") or Path(tempfile.gettempdir()) / "mnist-serve-models")
+CACHE_DIR = Path(os.environ.get("MNIST_SERVE_MODEL_CACHE") or f"{tempfile.gettempdir()}/mnist-serve-models")
 # Seconds to connect and between bytes read, for every remote fetcher.
 TIMEOUT_S = float(os.environ.get("MNIST_SERVE_FETCH_TIMEOUT_S", "30"))
 
@@ -52,7 +52,9 @@ def _fetch_file(uri: str) -> Path:
 def _bucket_key(uri: str) -> tuple[str, str]:
     parsed = urlparse(uri)
     if not parsed.netloc or not parsed.path.strip("/"):
-        raise WeightsError(f"model uri {uri!r} must name a bucket and an object: {parsed.scheme}://bucket/key")
+        raise WeightsError(
+            f"model uri {uri!r} must name a bucket and an object: {parsed.scheme}://bucket/key"
+        )
     return parsed.netloc, parsed.path.lstrip("/")
 
 
