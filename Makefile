@@ -54,9 +54,14 @@ model: $(STAMP) ## Train the CNN on MNIST (skipped when valid weights exist).
 .PHONY: run
 # A single local node has no external load balancer to drain: Ctrl-C stops in seconds
 # rather than after Ray's 30 s direct-ingress drain.
-run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (Ctrl-C stops it).
-	set -a && . app/ray.env && set +a && \
-		RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=2 $(BIN)/serve run $(SERVE_CONFIG)
+# MODEL_URI (path, file://, s3://, gs://, https://) and MODEL_VERSION serve another model; the
+# object store's credentials come from the environment (AWS_*, AWS_ENDPOINT_URL, ADC for gs://).
+run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (MODEL_URI, MODEL_VERSION, MODEL_SHA256 override the model).
+	set -a && . app/ray.env && set +a && config=$(SERVE_CONFIG) && \
+	if [ -n "$(MODEL_URI)" ]; then config=artifacts/serve_config.run.yaml && \
+		$(BIN)/python -m clusterkit.serveconfig $(SERVE_CONFIG) -o $$config --model-uri '$(MODEL_URI)' \
+			--model-version '$(MODEL_VERSION)' --model-sha256 '$(MODEL_SHA256)'; fi && \
+		RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=2 $(BIN)/serve run $$config
 
 .PHONY: samples
 samples: $(STAMP) ## Write a real test digit as a request body in every format (for curl).

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 
@@ -22,14 +21,8 @@ VALUES = [CI_VALUES / "kind-values.yaml", CI_VALUES / "ha-values.yaml"]
 PASSWORD_SECRET = ("mnist-serve-redis", "password")  # as ci/ha-values.yaml names it
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
+def redis_server(tmp_path_factory, free_port):
     """Debian's redis-server on a free loopback port with a password; stopped by PID."""
     binary = shutil.which("redis-server")
     if binary is None:
