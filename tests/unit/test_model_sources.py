@@ -172,3 +172,14 @@ def test_https_failures_are_named(https_server, monkeypatch, cache):
     with pytest.raises(WeightsError, match="not found at https://"):
         load_model(f"{url}/v2/mnist_cnn.pt", PIN)
     assert list(cache.glob("*.pt")) == []
+
+
+def test_gs_without_credentials_is_named(monkeypatch, tmp_path, cache):
+    """gs:// is tested only this far (no GCS server here): with no Application Default Credentials
+    anywhere (no key file, no gcloud config, no metadata server), the deploy error says so."""
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    with pytest.raises(WeightsError, match="no Google credentials to read gs://models/v1/mnist_cnn.pt"):
+        load_model("gs://models/v1/mnist_cnn.pt", PIN)
