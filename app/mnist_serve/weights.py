@@ -120,14 +120,15 @@ def _download_https(uri: str, dest: Path) -> None:
 
 
 def _cached(download: Callable[[str, Path], None]) -> Callable[[str, str | None], Path]:
-    """A fetcher that downloads into the node's cache, once per pinned sha256.
+    """A fetcher that downloads into the node's cache, once per URI and pinned sha256.
 
-    A pinned object is stored under its sha256 and reused by every replica of the node;
-    an unpinned one may change under the same URI, so it is downloaded on every load.
+    A pinned object is reused by every replica of the node (a missing object is still reported,
+    since the entry is per URI); an unpinned one may change under the same URI, so it is
+    downloaded on every load.
     """
 
     def fetch(uri: str, expected_sha256: str | None) -> Path:
-        name = expected_sha256 or "unpinned-" + hashlib.sha256(uri.encode()).hexdigest()[:16]
+        name = f"{hashlib.sha256(uri.encode()).hexdigest()[:16]}-{expected_sha256 or 'unpinned'}"
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         path = CACHE_DIR / f"{name}.pt"
         with (CACHE_DIR / f"{name}.lock").open("w") as lock:

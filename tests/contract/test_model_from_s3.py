@@ -20,12 +20,13 @@ BUCKET = "mnist-models"
 
 
 @pytest.fixture(scope="module")
-def run(bring_up, s3_server):
+def run(bring_up, s3_server, tmp_path_factory):
     client = s3_server.client()
     client.create_bucket(Bucket=BUCKET)
     client.upload_file(str(WEIGHTS), BUCKET, "v2/mnist_cnn.pt")
     # The pods' environment carries the S3 endpoint and credentials (nothing in values files).
-    with bring_up(KIND, env=s3_server.env) as run:
+    cache = {"MNIST_SERVE_MODEL_CACHE": str(tmp_path_factory.mktemp("model-cache"))}
+    with bring_up(KIND, env=s3_server.env | cache) as run:
         yield run
 
 
