@@ -4,7 +4,8 @@ A model is named by a URI: a local path or `file://`, or an object in a store
 (`s3://bucket/key`, `gs://bucket/key`, `https://host/path`). Each scheme has a
 fetcher in `FETCHERS` that brings the file to local disk. Remote objects are
 downloaded once per node into a cache shared by the replicas there (a file lock
-serialises them), and their sha256 is checked before anything is loaded.
+serialises them; MNIST_SERVE_MODEL_CACHE moves it), and their sha256 is checked before
+anything is loaded. Every remote read times out (MNIST_SERVE_FETCH_TIMEOUT_S, default 30 s).
 
 Credentials come only from the environment, as each library reads it: boto3's
 chain for S3 (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, or EKS
