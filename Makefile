@@ -53,8 +53,14 @@ model: $(STAMP) ## Train the CNN on MNIST (skipped when valid weights exist).
 
 .PHONY: run
 # Through clusterkit.serverun: it ends what a hard-killed earlier run left holding the ports.
-run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (Ctrl-C stops it).
-	$(BIN)/python -m clusterkit.serverun $(SERVE_CONFIG)
+# MODEL_URI (path, file://, s3://, gs://, https://) and MODEL_VERSION serve another model; the
+# object store's credentials come from the environment (AWS_*, AWS_ENDPOINT_URL, ADC for gs://).
+run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (MODEL_URI, MODEL_VERSION, MODEL_SHA256 override the model).
+	config=$(SERVE_CONFIG) && \
+	if [ -n "$(MODEL_URI)" ]; then config=artifacts/serve_config.run.yaml && \
+		$(BIN)/python -m clusterkit.serveconfig $(SERVE_CONFIG) -o $$config --model-uri '$(MODEL_URI)' \
+			--model-version '$(MODEL_VERSION)' --model-sha256 '$(MODEL_SHA256)'; fi && \
+	$(BIN)/python -m clusterkit.serverun $$config
 
 .PHONY: samples
 samples: $(STAMP) ## Write a real test digit as a request body in every format (for curl).
@@ -321,7 +327,7 @@ kind-down: $(KIND) ## Delete the kind cluster.
 ##@ Tests
 
 .PHONY: test
-test: lint tools model prometheus ## Run the whole test suite but the podman image build (lint first: it fails fastest).
+test: lint tools model prometheus redis ## Run the whole test suite but the podman image build (lint first: it fails fastest).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -333,8 +339,13 @@ test-chart: tools prometheus $(STAMP) ## The chart: lint, render, CRD and Kubern
 	$(BIN)/pytest -m chart $(PYTEST_ARGS)
 
 .PHONY: test-contract
-test-contract: tools model ## The rendered RayService on a local multi-node Ray: scaling, node loss, rollouts (about 8 minutes).
+test-contract: tools model redis ## The rendered RayService on a local multi-node Ray: scaling, node loss, rollouts (about 8 minutes).
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
+
+.PHONY: redis
+redis: ## Install Debian's redis-server when missing (the head-loss test's GCS store).
+	@command -v redis-server >/dev/null || { echo "installing redis-server with apt"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 .PHONY: test-image
 test-image: model ## The image built and run with podman on a stand-in Ray base (not in make test: ~10 min, 10 GB).

@@ -6,5 +6,6 @@
 - `rollout_plan`: what the operator does with a values change (`make rollout-plan`).
 - `load`: a threaded HTTP load that checks every answer.
 - `podman`: the podman calls the image layer uses.
-- `serveconfig`: a serve config checked against Ray Serve's schema and the app's typed args.
+- `serveconfig`: a serve config checked against Ray Serve's schema and the app's typed args,
+  or pointed at another model (`make run MODEL_URI=...`).
 """

@@ -92,11 +92,49 @@ def container_env(group: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
 
 
-def nodes(rayservice: dict) -> list[Node]:
+# What KubeRay gives workers when GCS fault tolerance is on (DefaultWorkerRayGcsReconnectTimeoutS):
+# a raylet that cannot reach the GCS for this long exits, and a head takes ~2 min to come back.
+WORKER_GCS_RECONNECT_TIMEOUT_S = "600"
+
+
+def gcs_fault_tolerance(
+    cluster: dict, secrets: dict[tuple[str, str], str], cluster_uid: str
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(head env, head rayStartParams, worker env) that KubeRay adds for gcsFaultToleranceOptions
+    (common/pod.go, configureGCSFaultTolerance / configureRedisFT). `secrets` resolves the
+    password's secretKeyRef: {(secret, key): value}; the namespace defaults to the cluster's UID."""
+    options = cluster.get("gcsFaultToleranceOptions")
+    if options is None:
+        return {}, {}, {}
+    head_env = {
+        "RAY_external_storage_namespace": options.get("externalStorageNamespace") or cluster_uid,
+        "RAY_REDIS_ADDRESS": options["redisAddress"],
+    }
+    head_params = {}
+    if password := options.get("redisPassword"):
+        ref = (password.get("valueFrom") or {}).get("secretKeyRef")
+        value = secrets[(ref["name"], ref["key"])] if ref else password["value"]
+        head_env["REDIS_PASSWORD"] = value
+        # KubeRay writes "$REDIS_PASSWORD", which the pod's shell expands; no shell here.
+        head_params["redis-password"] = value
+    return head_env, head_params, {"RAY_GCS_RPC_SERVER_RECONNECT_TIMEOUT_S": WORKER_GCS_RECONNECT_TIMEOUT_S}
+
+
+def nodes(
+    rayservice: dict, secrets: dict[tuple[str, str], str] | None = None, cluster_uid: str = "local-cluster"
+) -> list[Node]:
     """The pods of the RayService's cluster: the head first, then each worker group's replicas."""
     cluster = rayservice["spec"]["rayClusterConfig"]
     head = cluster["headGroupSpec"]
-    out = [Node("head", "head", ray_start_params(head, head=True), container_env(head))]
+    head_env, head_params, worker_env = gcs_fault_tolerance(cluster, secrets or {}, cluster_uid)
+    out = [
+        Node(
+            "head",
+            "head",
+            ray_start_params(head, head=True) | head_params,
+            container_env(head) | head_env,
+        )
+    ]
     for group in cluster.get("workerGroupSpecs", []):
         for index in range(group.get("replicas", 0)):
             out.append(
@@ -104,7 +142,7 @@ def nodes(rayservice: dict) -> list[Node]:
                     f"{group['groupName']}-{index}",
                     group["groupName"],
                     ray_start_params(group, head=False),
-                    container_env(group),
+                    container_env(group) | worker_env,
                 )
             )
     return out

@@ -28,10 +28,13 @@ class Outcome:
 
 
 class Load:
-    """`clients` threads, each posting `batch` raw images at a time to /predict until stopped."""
+    """`clients` threads, each posting `batch` raw images at a time to /predict until stopped.
+    Several URLs stand for a Service's endpoints: client i keeps to url i mod n (one connection)."""
 
-    def __init__(self, url: str, images: np.ndarray, labels: np.ndarray, clients: int = 8, batch: int = 1):
-        self.url = f"{url}/predict"
+    def __init__(
+        self, url: str | list[str], images: np.ndarray, labels: np.ndarray, clients: int = 8, batch: int = 1
+    ):
+        self.urls = [f"{u}/predict" for u in ([url] if isinstance(url, str) else url)]
         self.images, self.labels = images, labels
         self.clients, self.batch = clients, batch
         self.outcomes: list[Outcome] = []
@@ -49,7 +52,7 @@ class Load:
             started = time.monotonic()
             try:
                 response = session.post(
-                    self.url,
+                    self.urls[seed % len(self.urls)],
                     data=self.images[pick].tobytes(),
                     headers={"Content-Type": "application/octet-stream"},
                     timeout=30,

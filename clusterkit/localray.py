@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import psutil
@@ -74,13 +75,15 @@ def ray_env() -> dict[str, str]:
 
 
 def localize(config: dict, ports: Ports) -> dict:
-    """A serve config made runnable here: loopback, the head's serve port, the local weights."""
+    """A serve config made runnable here: loopback, the head's serve port, the local weights in
+    place of the image's (a model in an object store is left as it is)."""
     config = copy.deepcopy(config)
     config["http_options"].update(host="127.0.0.1", port=ports.serve)
     if "grpc_options" in config:
         config["grpc_options"]["port"] = ports.grpc
     for app in config["applications"]:
-        app["args"]["model"]["uri"] = str(WEIGHTS)
+        if urlparse(app["args"]["model"]["uri"]).scheme in ("", "file"):
+            app["args"]["model"]["uri"] = str(WEIGHTS)
     return config
 
 
@@ -296,6 +299,36 @@ class LocalRayCluster(RayDashboard):
         )
         log.close()
 
+    def recreate_node(self, name: str, timeout_s: float = 120, attempts: int = 3) -> int:
+        """KubeRay recreating a lost pod: the same node started again, with the same environment
+        (for the head, the same GCS fault tolerance settings); waits until it has joined.
+        Returns how many starts it took."""
+        if self.nodes[name].is_head:
+            # A new pod starts with an empty /tmp/ray. Here the old head's record of its address
+            # would remain, and with the workers' raylets (other pods in Kubernetes) naming that
+            # address, `ray start --head` takes it for a cluster already running and refuses.
+            (self.temp_dir / "ray_current_cluster").unlink(missing_ok=True)
+        for attempt in range(1, attempts + 1):
+            self.start_node(name)
+            try:
+                if self.nodes[name].is_head:
+                    self.wait_up(timeout_s, self._head_alive, f"{self.temp_dir}/ray-start-head.log")
+                self.wait_nodes(len(self.processes), timeout_s)
+                return attempt
+            except RuntimeError:
+                # `ray start` exited (on a loaded machine the raylet can give up waiting for its
+                # agent); Kubernetes restarts a failed container, KubeRay recreates the pod.
+                self.processes.pop(name).wait(timeout=5)
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def proxy_url(self, name: str) -> str:
+        """The serve proxy of one node: what a Service endpoint for that pod reaches."""
+        if self.nodes[name].is_head:
+            return self.serve_url
+        return f"http://127.0.0.1:{self.ports.node(self.index[name])['worker-proxy-http']}"
+
     def _head_alive(self) -> None:
         head = self.processes["head"]
         if head.poll() is not None:
@@ -407,12 +440,16 @@ class RayServiceRun:
 
 
 def start_rayservice(
-    values: list[Path], ports: Ports | None = None, env: dict[str, str] | None = None
+    values: list[Path],
+    ports: Ports | None = None,
+    env: dict[str, str] | None = None,
+    secrets: dict[tuple[str, str], str] | None = None,
 ) -> RayServiceRun:
     """Render the chart with `values` and do what KubeRay does: start the head and every worker
-    pod as Ray nodes, PUT serveConfigV2 to the dashboard, poll until every app is RUNNING."""
+    pod as Ray nodes, PUT serveConfigV2 to the dashboard, poll until every app is RUNNING.
+    `secrets`: the Kubernetes Secrets the pods read, {(name, key): value}."""
     rayservice = helmchart.rayservice(helmchart.render(values))
-    cluster = LocalRayCluster(kuberay.nodes(rayservice), ports=ports, env=env)
+    cluster = LocalRayCluster(kuberay.nodes(rayservice, secrets), ports=ports, env=env)
     started = time.monotonic()
     cluster.start()
     try:

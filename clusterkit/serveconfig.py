@@ -1,14 +1,18 @@
-"""What makes a serve config deployable, checked before any cluster sees it."""
+"""What makes a serve config deployable, checked before any cluster sees it; and a config
+pointed at another model (`make run MODEL_URI=... MODEL_VERSION=...`)."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 import importlib
+from pathlib import Path
 
+import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from mnist_serve.builders import DEPLOYMENTS
-from mnist_serve.config import AppArgs, Batching
+from mnist_serve.config import AppArgs, Batching, ModelSource
 
 
 def with_topology(config: dict, topology: str) -> dict:
@@ -32,3 +36,31 @@ def check(config: dict) -> None:
         for deployment in app["deployments"]:
             if "user_config" in deployment:
                 Batching.model_validate(deployment["user_config"])
+
+
+def with_model(config: dict, model: ModelSource) -> dict:
+    """`config` serving another model: every application's args.model replaced."""
+    config = copy.deepcopy(config)
+    for app in config["applications"]:
+        app["args"]["model"] = model.model_dump(exclude_none=True)
+    check(config)
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write a serve config that serves another model.")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--model-uri", required=True, help="path, file://, s3://, gs:// or https:// URI")
+    parser.add_argument("--model-version", required=True)
+    parser.add_argument("--model-sha256", default=None, help="pin (recommended for remote URIs)")
+    parser.add_argument("--out", "-o", type=Path, required=True)
+    args = parser.parse_args()
+    model = ModelSource(uri=args.model_uri, version=args.model_version, sha256=args.model_sha256 or None)
+    config = with_model(yaml.safe_load(args.config.read_text()), model)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(yaml.safe_dump(config, sort_keys=False))
+    print(f"{args.out}: model {model.uri} version {model.version}")
+
+
+if __name__ == "__main__":
+    main()

@@ -20,8 +20,8 @@ class ModelSource(Strict):
     """Which weights to serve, and the version name reported to clients."""
 
     uri: str = Field(
-        description="Where the weights are: a local path or file:// URI "
-        "(relative paths resolve against the replica's working directory).",
+        description="Where the weights are: a local path or file:// URI (relative paths resolve "
+        "against the replica's working directory), or s3://, gs://, https:// (see mnist_serve.weights).",
         min_length=1,
     )
     version: str = Field(description="Model version reported in responses.", min_length=1, max_length=64)

@@ -49,6 +49,39 @@ operator would only log it and leave the RayService without a cluster. */}}
 {{- fail "httpRoute.parentRefs: an enabled HTTPRoute needs at least one Gateway to attach to" }}
 {{- end }}
 
+{{- /* GCS fault tolerance: what KubeRay's validation (utils/validation.go) would reject, said here. */}}
+{{- $headEnv := list }}
+{{- range $v.env }}{{ $headEnv = append $headEnv .name }}{{ end }}
+{{- if and $v.ha.enabled (not $v.ha.redis.address) }}
+{{- fail "ha.redis.address: GCS fault tolerance (ha.enabled) needs the Redis host:port the GCS stores its state in" }}
+{{- end }}
+{{- if and (not $v.ha.enabled) (or $v.ha.redis.address $v.ha.redis.passwordSecret.name $v.ha.externalStorageNamespace) }}
+{{- fail "ha.redis / ha.externalStorageNamespace are set but ha.enabled is false: set ha.enabled=true to use them" }}
+{{- end }}
+{{- if and $v.ha.externalStorageNamespace (ne $v.upgrade.strategy "None") }}
+{{- fail (printf "ha.externalStorageNamespace: with upgrade.strategy %s the old and the new cluster run side by side and would share one GCS state in Redis; leave it empty (each cluster then uses its UID) or set upgrade.strategy None" $v.upgrade.strategy) }}
+{{- end }}
+{{- if has "RAY_REDIS_ADDRESS" $headEnv }}
+{{- fail "env: RAY_REDIS_ADDRESS is managed by KubeRay; set ha.enabled and ha.redis.address instead" }}
+{{- end }}
+{{- range $name := list "REDIS_PASSWORD" "REDIS_USERNAME" "RAY_external_storage_namespace" }}
+{{- if has $name $headEnv }}
+{{- fail (printf "env: %s is managed by KubeRay; use ha.redis.passwordSecret / ha.externalStorageNamespace" $name) }}
+{{- end }}
+{{- end }}
+{{- range $param := list "redis-password" "redis-username" }}
+{{- if hasKey $v.head.rayStartParams $param }}
+{{- fail (printf "head.rayStartParams.%s: KubeRay refuses it; put the password in a Secret and set ha.redis.passwordSecret" $param) }}
+{{- end }}
+{{- end }}
+{{- if $v.ha.excludeHeadFromServeService }}
+{{- $serving := 0 }}
+{{- range $v.workerGroups }}{{ $serving = add $serving .minReplicas }}{{ end }}
+{{- if eq (int $serving) 0 }}
+{{- fail "ha.excludeHeadFromServeService: every worker group has minReplicas 0, so the serve Service could be left with no endpoints; keep at least one worker" }}
+{{- end }}
+{{- end }}
+
 {{- /* Nodes Ray can place replicas on: the head (when given CPUs) and every worker group. */}}
 {{- $nodes := list }}
 {{- $headCPUs := include "mnist-serve.rayCPUs" $v.head | int }}

@@ -279,6 +279,39 @@ OPERATOR_CASES = [
         {"kuberay.operatorVersion": '"1.4.0"'},
         Schema("kuberay.operatorVersion", "pattern"),
     ),
+    ("model from an unsupported store", {"model.uri": '"ftp://host/m.pt"'}, Schema("model.uri", "pattern")),
+    ("s3 uri without a key", {"model.uri": '"s3://bucket"'}, Schema("model.uri", "pattern")),
+    # Head HA (GCS fault tolerance): what KubeRay's utils/validation.go would reject, and worse.
+    ("HA without Redis", {"ha.enabled": "true"}, "ha.redis.address: GCS fault tolerance (ha.enabled) needs"),
+    (
+        "Redis address without a port",
+        {"ha.enabled": "true", "ha.redis.address": '"redis.example"'},
+        Schema("ha.redis.address", "pattern"),
+    ),
+    ("Redis settings with HA off", {"ha.redis.address": '"redis:6379"'}, "but ha.enabled is false"),
+    (
+        "one GCS namespace shared by blue/green clusters",
+        {"ha.enabled": "true", "ha.redis.address": '"redis:6379"', "ha.externalStorageNamespace": '"mnist"'},
+        "would share one GCS state in Redis",
+    ),
+    (
+        "Redis address by hand in env",
+        {"env": '[{"name": "RAY_REDIS_ADDRESS", "value": "redis:6379"}]'},
+        "env: RAY_REDIS_ADDRESS is managed by KubeRay",
+    ),
+    (
+        "Redis password in rayStartParams",
+        {"head.rayStartParams": '{"num-cpus": "0", "redis-password": "hunter2"}'},
+        "head.rayStartParams.redis-password: KubeRay refuses it",
+    ),
+    (
+        "head out of the serve Service with no worker guaranteed",
+        {
+            "ha.excludeHeadFromServeService": "true",
+            "workerGroups": workers(CPU_WORKER | {"minReplicas": 0, "replicas": 0}),
+        },
+        "the serve Service could be left with no endpoints",
+    ),
 ]
 
 

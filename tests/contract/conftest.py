@@ -18,8 +18,8 @@ def bring_up(report):
     """`with bring_up(values...) as run:` render, start every node, deploy; stop it whatever happens."""
 
     @contextmanager
-    def bring_up(*values: Path, env: dict[str, str] | None = None):
-        run = start_rayservice(list(values), ports=PORTS, env=env)
+    def bring_up(*values: Path, env: dict[str, str] | None = None, secrets: dict | None = None):
+        run = start_rayservice(list(values), ports=PORTS, env=env, secrets=secrets)
         try:
             nodes = ", ".join(f"{n.name} {n.params.get('num-cpus')} CPU" for n in run.cluster.nodes.values())
             scenario = "+".join(v.stem for v in values)

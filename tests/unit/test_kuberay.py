@@ -73,6 +73,43 @@ def test_one_node_per_worker_replica_head_first():
     ]
 
 
+@pytest.mark.parametrize(
+    ("options", "namespace", "password"),
+    [
+        ({"redisAddress": "redis:6379"}, "uid-1234", None),
+        (
+            {
+                "redisAddress": "redis:6379",
+                "externalStorageNamespace": "mnist",
+                "redisPassword": {"valueFrom": {"secretKeyRef": {"name": "redis", "key": "password"}}},
+            },
+            "mnist",
+            "s3cret",
+        ),
+    ],
+    ids=["no password, UID namespace", "password from a Secret, own namespace"],
+)
+def test_gcs_fault_tolerance_environment_as_kuberay_sets_it(options, namespace, password):
+    """common/pod.go configureRedisFT: the head gets the Redis address, namespace and password
+    (as --redis-password=$REDIS_PASSWORD); workers wait 600 s for a new GCS."""
+    service = {
+        "spec": {
+            "rayClusterConfig": {
+                "gcsFaultToleranceOptions": options,
+                "headGroupSpec": group({"cpu": "1", "memory": "1Gi"}, params={"num-cpus": "0"}),
+                "workerGroupSpecs": [group({"cpu": "2", "memory": "1Gi"}, groupName="cpu", replicas=1)],
+            }
+        }
+    }
+    head, worker = nodes(service, secrets={("redis", "password"): "s3cret"}, cluster_uid="uid-1234")
+    assert head.env["RAY_REDIS_ADDRESS"] == "redis:6379"
+    assert head.env["RAY_external_storage_namespace"] == namespace
+    assert head.env.get("REDIS_PASSWORD") == password
+    assert head.params.get("redis-password") == password
+    assert worker.env["RAY_GCS_RPC_SERVER_RECONNECT_TIMEOUT_S"] == "600"
+    assert "RAY_REDIS_ADDRESS" not in worker.env
+
+
 def test_flags_are_written_as_kuberay_writes_them():
     params = {"block": "true", "num-cpus": "2", "disable-usage-stats": "false", "include-dashboard": "false"}
     assert flags(params) == ["--block", "--include-dashboard=false", "--num-cpus=2"]

@@ -74,7 +74,7 @@ def test_expected_sha256_from_the_serve_config_is_enforced():
     ("uri", "message"),
     [
         ("/nonexistent/mnist_cnn.pt", "not found at /nonexistent/mnist_cnn.pt"),
-        ("s3://bucket/mnist_cnn.pt", "unsupported model uri scheme 's3'"),
+        ("hdfs://namenode/mnist_cnn.pt", "unsupported model uri scheme 'hdfs'"),
     ],
 )
 def test_unusable_uris(uri, message):

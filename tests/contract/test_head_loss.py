@@ -1,0 +1,122 @@
+"""Head loss with GCS fault tolerance (ci/ha-values.yaml): the head's whole process tree dies under
+load. Traffic goes to the workers' proxies (excludeHeadPodFromServeSvc) and keeps being answered;
+the head is recreated as KubeRay recreates the pod (same GCS FT environment, a real Redis), Serve's
+controller recovers the applications from Redis without a redeploy, and a later rollout works."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from clusterkit import kuberay
+from clusterkit.helmchart import CI_VALUES, rayservice, render
+from clusterkit.load import Load, failed, summary
+
+VALUES = [CI_VALUES / "kind-values.yaml", CI_VALUES / "ha-values.yaml"]
+PASSWORD_SECRET = ("mnist-serve-redis", "password")  # as ci/ha-values.yaml names it
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory, free_port):
+    """Debian's redis-server on a free loopback port with a password; stopped by PID."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is missing: `make redis` installs it (make test does)")
+    port, password = free_port(), secrets.token_hex(16)
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
+        + ["--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=(workdir / "redis.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+    def cli(*args: str) -> str:
+        """redis-cli (Debian ships it with the server) against this server."""
+        command = ["redis-cli", "-p", str(port), "--no-auth-warning", "-a", password, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout
+
+    try:
+        deadline = time.monotonic() + 10
+        while cli("ping").strip() != "PONG":
+            assert process.poll() is None and time.monotonic() < deadline, (workdir / "redis.log").read_text()
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}", password, cli
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def run(bring_up, redis_server, tmp_path_factory):
+    address, password, _ = redis_server
+    # The only local difference from ci/ha-values.yaml: where this Redis listens.
+    local = tmp_path_factory.mktemp("ha") / "local-redis-values.yaml"
+    local.write_text(yaml.safe_dump({"ha": {"redis": {"address": address}}}))
+    with bring_up(*VALUES, local, secrets={PASSWORD_SECRET: password}) as run:
+        run.values = [*VALUES, local]
+        yield run
+
+
+def actor_ids(run) -> dict[str, set[str]]:
+    """Actor IDs of the live Serve replicas, per deployment class."""
+    return {
+        name: {a["actor_id"] for a in run.cluster.actors(f"ServeReplica:mnist:{name}")}
+        for name in ("Ingress", "Preprocessor", "Classifier")
+    }
+
+
+def test_the_head_runs_with_gcs_state_in_redis(run, redis_server):
+    head = run.cluster.nodes["head"]
+    assert head.env["RAY_REDIS_ADDRESS"] == redis_server[0]
+    assert head.params["redis-password"] == redis_server[1]
+    # The GCS writes its tables under the external storage namespace (the cluster's UID).
+    namespace = head.env["RAY_external_storage_namespace"]
+    assert namespace in redis_server[2]("--scan")
+
+
+def test_losing_the_head_under_load(run, mnist_test, report):
+    workers = [name for name, node in run.cluster.nodes.items() if not node.is_head]
+    urls = [run.cluster.proxy_url(name) for name in workers]
+    apps_before = run.cluster.details()["applications"]
+    replicas_before, actors_before = run.cluster.replicas(), actor_ids(run)
+    deployed_before = apps_before["mnist"]["last_deployed_time_s"]
+
+    with Load(urls, mnist_test.images, mnist_test.labels, clients=6) as load:
+        load.wait_for(200)
+        lost = time.monotonic()
+        run.cluster.kill_node("head")
+        load.wait_for(200)  # answered with no head at all
+        headless = time.monotonic()
+        # KubeRay recreates the head pod; nothing is PUT: the controller must recover by itself.
+        starts = run.cluster.recreate_node("head", timeout_s=180)
+        head_up = time.monotonic()
+        run.cluster.wait_running(timeout_s=180)
+        back = time.monotonic()
+        load.wait_for(500)
+    during, after = load.between(lost, back), load.between(back)
+    report(
+        f"head loss (GCS FT, Redis): {summary(load.between(lost, headless))} with no head; "
+        f"head back {head_up - lost:.1f} s ({starts} start(s)), "
+        f"apps RUNNING {back - lost:.1f} s after the loss; "
+        f"during: {summary(during)}; after: {summary(after)}"
+    )
+    assert failed(after) == []
+    assert len(after) >= 500
+    assert failed(during) == [], {(o.status, o.error) for o in failed(during)}
+    # Recovered from Redis, not redeployed: same replicas, same actors, same deploy time.
+    assert run.cluster.replicas() == replicas_before
+    assert actor_ids(run) == actors_before
+    assert run.cluster.details()["applications"]["mnist"]["last_deployed_time_s"] == deployed_before
+
+
+def test_a_rollout_after_the_head_came_back(run, mnist_test):
+    after = rayservice(render(run.values, sets={"model.version": '"2"'}))
+    run.deploy(kuberay.serve_config(after))
+    response = run.predict(mnist_test.images[:10])
+    assert response.status_code == 200 and response.headers["x-model-version"] == "2"
