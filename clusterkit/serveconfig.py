@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
+import functools
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from mnist_serve.builders import DEPLOYMENTS
-from mnist_serve.config import AppArgs, Batching, ModelSource
+from mnist_serve.config import DEPLOYMENTS, AppArgs, Batching, ModelSource
 
 
 def with_topology(config: dict, topology: str) -> dict:
@@ -24,12 +25,25 @@ def with_topology(config: dict, topology: str) -> dict:
     return config
 
 
+@functools.cache
+def _check_import_path(import_path: str) -> None:
+    """The import path names a callable, imported as Serve imports it: in a fresh interpreter.
+
+    Not in this process: the app's OIP gRPC code registers the `inference` protobuf package,
+    which Triton's client (imported by the tests) registers too, and one process can hold only
+    one of them (protobuf's descriptor pool refuses duplicate symbols).
+    """
+    module, _, name = import_path.partition(":")
+    probe = f"import importlib; assert callable(getattr(importlib.import_module({module!r}), {name!r}))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, f"{import_path}: {result.stderr.strip().splitlines()[-1:]}"
+
+
 def check(config: dict) -> None:
     """Raise unless Ray Serve, the import paths and the app's own types all accept `config`."""
     ServeDeploySchema.model_validate(config)
     for app in config["applications"]:
-        module, _, name = app["import_path"].partition(":")
-        assert callable(getattr(importlib.import_module(module), name)), app["import_path"]
+        _check_import_path(app["import_path"])
         args = AppArgs.model_validate(app["args"])
         extra = {d["name"] for d in app["deployments"]} - set(DEPLOYMENTS[args.topology])
         assert not extra, f"a {args.topology} app has no deployments {sorted(extra)}"

@@ -12,9 +12,6 @@ from mnist_serve.api import Ingress
 from mnist_serve.config import AppArgs
 from mnist_serve.deployments import Classifier, Composed, Fused, Preprocessor
 
-# The deployments each topology has (a serve config may only configure those).
-DEPLOYMENTS = {"composed": ("Ingress", "Preprocessor", "Classifier"), "fused": ("Ingress",)}
-
 
 def build_app(args: AppArgs) -> Application:
     """`composed`: Ingress → Preprocessor → Classifier; `fused`: the model inside the Ingress."""

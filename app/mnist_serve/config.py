@@ -32,6 +32,10 @@ class ModelSource(Strict):
     )
 
 
+# The deployments each topology has (a serve config may only configure those).
+DEPLOYMENTS = {"composed": ("Ingress", "Preprocessor", "Classifier"), "fused": ("Ingress",)}
+
+
 class Limits(Strict):
     """Bounds on one request, so that no single client can exhaust a replica."""
 

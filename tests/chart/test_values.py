@@ -129,14 +129,17 @@ def test_network_policy_admits_the_operator_to_dashboard_and_serve_and_nobody_to
     # Every other rule either names its ports (serve, metrics) or admits only this release's Ray pods.
     (peers,) = by_port["any"]
     assert peers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "mnist-serve"
-    assert set(by_port) == {8265, 8000, 8080, "any"}
+    grpc = {9000} if scenario == "exposed" else set()  # Serve's gRPC ingress, on where enabled
+    assert set(by_port) == {8265, 8000, 8080, "any"} | grpc
 
 
 def test_network_policy_restricts_serve_clients_when_asked(rendered):
     """With serveFrom set: those peers, the Gateway's namespace (the HTTPRoute's data plane), the
     helm test pod, and the operator's health check (its own rule)."""
     (policy,) = by_kind(rendered["exposed"], "NetworkPolicy")
-    (serve,) = [r for r in policy["spec"]["ingress"] if r.get("ports") == [{"port": 8000, "protocol": "TCP"}]]
+    (serve,) = [
+        r for r in policy["spec"]["ingress"] if r.get("ports", [None])[0] == {"port": 8000, "protocol": "TCP"}
+    ]
     test_pod = {"app.kubernetes.io/instance": "mnist-serve", "app.kubernetes.io/component": "test"}
     assert serve["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},

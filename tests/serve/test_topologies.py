@@ -14,7 +14,7 @@ from test_batching import batch_sizes_under_load
 from clusterkit.localray import serve_config
 from clusterkit.serveconfig import with_topology
 from mnist_serve import client
-from mnist_serve.builders import DEPLOYMENTS
+from mnist_serve.config import DEPLOYMENTS
 
 
 @pytest.fixture(scope="module", params=list(DEPLOYMENTS))
