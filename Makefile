@@ -220,7 +220,7 @@ kube-deps: ## apt-install containerd, runc, the CNI plugins, iptables, conntrack
 
 .PHONY: kube-up
 kube-up: kube-build kube-deps $(STAMP) ## One-node Kubernetes with CoreDNS and the KubeRay operator; kubeconfig in artifacts/kube/.
-	flock /tmp/mnist-serve-heavy.lock $(BIN)/python -m clusterkit.kube.cluster up
+	$(BIN)/python -m clusterkit.kube.cluster up
 
 .PHONY: kube-down
 kube-down: $(STAMP) ## Stop everything kube-up started and remove its state (processes, mounts, netns, iptables, bridge).
