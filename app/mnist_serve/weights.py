@@ -69,7 +69,8 @@ def _download_s3(uri: str, dest: Path) -> None:
         connect_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S, retries={"max_attempts": 3, "mode": "standard"}
     )
     try:
-        boto3.client("s3", config=config).download_file(bucket, key, str(dest))
+        # A new session reads the environment now (boto3's default session keeps what it found first).
+        boto3.session.Session().client("s3", config=config).download_file(bucket, key, str(dest))
     except botocore.exceptions.NoCredentialsError as exc:
         raise WeightsError(
             f"no AWS credentials to read {uri}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "

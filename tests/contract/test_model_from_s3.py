@@ -46,8 +46,11 @@ def s3_model(key: str, version: str) -> dict:
 def test_a_missing_object_is_refused_and_the_running_version_keeps_serving(run, mnist_test):
     with pytest.raises(RuntimeError, match="model weights not found at s3://mnist-models/v9/mnist_cnn.pt"):
         run.deploy(kuberay.serve_config(s3_model("v9/mnist_cnn.pt", "9")))
-    response = run.predict(mnist_test.images[:10])
-    assert response.status_code == 200 and response.headers["x-model-version"] == "1"
+    try:
+        response = run.predict(mnist_test.images[:10])
+        assert response.status_code == 200 and response.headers["x-model-version"] == "1"
+    finally:
+        run.deploy(kuberay.serve_config(run.rayservice))
 
 
 def test_rollout_from_file_to_s3_under_load(run, mnist_test, report):
