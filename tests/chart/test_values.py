@@ -120,15 +120,21 @@ def test_network_policy_admits_only_the_operator_to_dashboard_and_gcs(rendered, 
     namespace = "ray-system" if scenario == "exposed" else "kuberay-system"
     operator = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}]
     assert by_port[8265] == by_port[6379] == [operator]
-    # Every other rule either names its ports (serve, metrics) or admits only this release's Ray pods.
+    # Every other rule either names its ports (serve, OIP gRPC, metrics) or admits only this
+    # release's Ray pods.
     (peers,) = by_port["any"]
     assert peers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "mnist-serve"
-    assert set(by_port) == {8265, 6379, 8000, 8080, "any"}
+    grpc = {9000} if scenario == "exposed" else set()
+    assert set(by_port) == {8265, 6379, 8000, 8080, "any"} | grpc
+    for port in grpc:  # the same clients as the HTTP serve port
+        assert by_port[port] == by_port[8000]
 
 
 def test_network_policy_restricts_serve_clients_when_asked(rendered):
     (policy,) = by_kind(rendered["exposed"], "NetworkPolicy")
-    (serve,) = [r for r in policy["spec"]["ingress"] if r.get("ports") == [{"port": 8000, "protocol": "TCP"}]]
+    (serve,) = [
+        r for r in policy["spec"]["ingress"] if {"port": 8000, "protocol": "TCP"} in r.get("ports", [])
+    ]
     test_pod = {"app.kubernetes.io/instance": "mnist-serve", "app.kubernetes.io/component": "test"}
     assert serve["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
