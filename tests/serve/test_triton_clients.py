@@ -7,6 +7,8 @@ and get clear OIP errors back for the mistakes users make.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -51,6 +53,7 @@ def tensor(module, images: np.ndarray, datatype: str, shape: str, binary: bool |
 def test_accuracy_with_client_defaults(clients, mnist_test, report, protocol, binary, datatype, shape):
     module, client = CLIENTS[protocol], clients[protocol]
     labels = []
+    started = time.perf_counter()
     for start in range(0, DIGITS, BATCH):
         images = mnist_test.images[start : start + BATCH]
         result = client.infer(MODEL_NAME, [tensor(module, images, datatype, shape, binary)])
@@ -60,9 +63,13 @@ def test_accuracy_with_client_defaults(clients, mnist_test, report, protocol, bi
         assert probabilities.shape == (len(images), CLASSES) and probabilities.dtype == np.float32
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
         labels.append(label)
+    seconds = time.perf_counter() - started
     accuracy = float((np.concatenate(labels) == mnist_test.labels[:DIGITS]).mean())
     encoding = "json" if binary is False else "binary" if protocol == "http" else "raw"
-    report(f"tritonclient.{protocol} {encoding} {datatype} {shape}: {accuracy:.2%} of {DIGITS} test digits")
+    report(
+        f"tritonclient.{protocol} {encoding} {datatype} {shape}: {accuracy:.2%} of {DIGITS} test digits "
+        f"({DIGITS / seconds:.0f} img/s, one client, {BATCH} per request)"
+    )
     assert accuracy >= 0.99
 
 
