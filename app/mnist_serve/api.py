@@ -58,7 +58,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 def _describe(error: dict) -> str:
     location = ".".join(str(part) for part in error["loc"])
-    return f"{location}: {error['msg']}"
+    got = repr(error.get("input"))
+    return f"{location}: {error['msg']} (got {got[:60] + '...' if len(got) > 60 else got})"
 
 
 async def health(request: Request) -> JSONResponse:

@@ -137,7 +137,7 @@ CASES = [
         422,
         "outside 0–255",
     ),
-    ("empty batch", "POST", "/predict", '{"image": []}', JSON, 422, "no images"),
+    ("empty batch", "POST", "/predict", '{"image": []}', JSON, 422, "at least 1 item"),
     ("257 images", "POST", "/predict", json.dumps({"image": [ZEROS] * 257}), JSON, 413, "at most 256"),
     # /predict, raw bytes and PNG
     ("raw: 785 bytes", "POST", "/predict", b"\0" * 785, RAW, 422, "multiple of 784"),

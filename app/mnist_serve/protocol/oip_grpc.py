@@ -57,15 +57,12 @@ class GRPCInferenceService:
     async def ServerMetadata(self, request: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:  # noqa: N802
         return pb.ServerMetadataResponse(**oip.server_metadata())
 
-    async def ModelReady(self, request: pb.ModelReadyRequest, grpc_context) -> pb.ModelReadyResponse:  # noqa: N802
-        async def reply() -> pb.ModelReadyResponse:
-            oip.check_model(request.name)
-            if not await self.dataplane.ready():
-                return pb.ModelReadyResponse(ready=False)
-            oip.check_version(request.version, await self.dataplane.model_version())
-            return pb.ModelReadyResponse(ready=True)
-
-        return await _answer(grpc_context, reply(), pb.ModelReadyResponse())
+    async def ModelReady(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:  # noqa: N802
+        """Not ready (rather than an error) for a model or version not served, as Triton answers."""
+        if request.name != oip.MODEL_NAME or not await self.dataplane.ready():
+            return pb.ModelReadyResponse(ready=False)
+        served = await self.dataplane.model_version()
+        return pb.ModelReadyResponse(ready=request.version in ("", served))
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, grpc_context) -> pb.ModelMetadataResponse:  # noqa: N802
         async def reply() -> pb.ModelMetadataResponse:
