@@ -141,8 +141,14 @@ def test_prometheus_scrapes_every_metric_family_under_load(prometheus, load, rep
         for r in csv.DictReader((load / "locust_stats.csv").open())
         if r["Type"] == "POST"
     )
-    (counted,) = query(prometheus, f'sum(ray_mnist_serve_requests_total{{namespace="{NAMESPACE}"}})')
-    # The session's other tests send requests too: at least Locust's.
+    # The session's other tests send requests too: at least Locust's. Each ingress replica exports
+    # on its own 10 s clock, so the last replica's count may land a scrape or two later.
+    deadline = time.monotonic() + 30
+    while True:
+        (counted,) = query(prometheus, f'sum(ray_mnist_serve_requests_total{{namespace="{NAMESPACE}"}})')
+        if float(counted["value"][1]) >= locust or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert float(counted["value"][1]) >= locust
     formats = {r["metric"]["format"] for r in query(prometheus, "ray_mnist_serve_images_total")}
     assert {"json", "raw", "png"} <= formats
