@@ -392,12 +392,17 @@ def _end_tree(pid: int, graceful: bool) -> None:
         return
     # Ray workers start their own sessions: collect them as the raylet's children
     # before anything dies, then end the whole tree at once.
-    for proc in tree:
+    end_processes(tree, graceful)
+
+
+def end_processes(procs: list[psutil.Process], graceful: bool = True) -> None:
+    """SIGTERM (or SIGKILL) each of `procs`; SIGKILL what is still alive 10 s later."""
+    for proc in procs:
         try:
             proc.terminate() if graceful else proc.kill()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(tree, timeout=10)
+    _, alive = psutil.wait_procs(procs, timeout=10)
     for proc in alive:
         proc.kill()
     psutil.wait_procs(alive, timeout=5)

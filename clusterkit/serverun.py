@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from clusterkit.localray import REPO, SERVE_CONFIG, ray_env
+from clusterkit.localray import REPO, SERVE_CONFIG, end_processes, ray_env
 
 STATE = REPO / "artifacts" / "run-processes.json"
 RECORD_EVERY_S = 0.5
@@ -63,15 +63,7 @@ def end_stale(state: Path = STATE) -> list[str]:
         if (info["pid"], info["create_time"]) in started or _haproxy_config(info["cmdline"] or []) in configs:
             stale.append(proc)
     ended = [_describe(proc) for proc in stale]
-    for proc in stale:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(stale, timeout=10)
-    for proc in alive:
-        proc.kill()
-    psutil.wait_procs(alive, timeout=5)
+    end_processes(stale)
     state.unlink()
     return ended
 
