@@ -45,7 +45,7 @@ class Ports:
     dashboard: int = 28265
     client: int = 20001
     serve: int = 28000
-    grpc: int = 29000
+    grpc: int = 28900
     # Each node's own ports are a block of NODE_PORTS from here: node i uses nodes + 10 * i.
     nodes: int = 21000
 

@@ -10,7 +10,7 @@ import pytest
 from clusterkit.localray import Ports, start_rayservice
 
 # Apart from the serve tests' cluster, so both layers can run in one session.
-PORTS = Ports(gcs=27379, dashboard=29265, client=20011, serve=29000, nodes=22000)
+PORTS = Ports(gcs=27379, dashboard=29265, client=20011, serve=29000, grpc=29100, nodes=22000)
 
 
 @pytest.fixture(scope="session")
