@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +100,36 @@ def free_port():
     return _free_port
 
 
+def _answers(ready: Callable[[], bool]) -> bool:
+    try:
+        return ready()
+    except requests.ConnectionError:  # not listening yet
+        return False
+
+
+@contextmanager
+def _server(command: list[str], log: Path, ready: Callable[[], bool], timeout_s: float = 30, **popen):
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **popen)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _answers(ready):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server():
+    """`with server(command, log, ready) as process:` a real server a test runs (Prometheus,
+    Redis, S3), started once `ready()` holds (its log's tail if it dies or times out first),
+    stopped by PID whatever happens."""
+    return _server
+
+
 @dataclass(frozen=True)
 class S3Server:
     """moto's S3 API server on loopback, and the environment a client needs to reach it."""
@@ -116,15 +148,9 @@ class S3Server:
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory) -> S3Server:
+def s3_server(tmp_path_factory, server) -> S3Server:
     """moto_server (moto's standalone S3 API, pinned in the dev extras) on a free port; stopped by PID."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
     endpoint = f"http://127.0.0.1:{port}"
     env = {
         "AWS_ENDPOINT_URL": endpoint,
@@ -132,16 +158,7 @@ def s3_server(tmp_path_factory) -> S3Server:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(endpoint, timeout=1)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+    command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with server(command, log, ready=lambda: requests.get(endpoint, timeout=1) is not None):
         yield S3Server(endpoint, env)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)

@@ -22,34 +22,23 @@ PASSWORD_SECRET = ("mnist-serve-redis", "password")  # as ci/ha-values.yaml name
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory, free_port):
+def redis_server(tmp_path_factory, free_port, server):
     """Debian's redis-server on a free loopback port with a password; stopped by PID."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is missing: `make redis` installs it (make test does)")
     port, password = free_port(), secrets.token_hex(16)
     workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
-        + ["--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=(workdir / "redis.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
+    command += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
 
     def cli(*args: str) -> str:
         """redis-cli (Debian ships it with the server) against this server."""
         command = ["redis-cli", "-p", str(port), "--no-auth-warning", "-a", password, *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout
 
-    try:
-        deadline = time.monotonic() + 10
-        while cli("ping").strip() != "PONG":
-            assert process.poll() is None and time.monotonic() < deadline, (workdir / "redis.log").read_text()
-            time.sleep(0.1)
+    with server(command, workdir / "redis.log", ready=lambda: cli("ping").strip() == "PONG", timeout_s=10):
         yield f"127.0.0.1:{port}", password, cli
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

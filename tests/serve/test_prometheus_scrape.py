@@ -1,7 +1,6 @@
 """Observability against the real service: a real Prometheus scrapes the local Ray node's metrics
 port (what the chart's PodMonitor scrapes in a pod) during a short Locust run, the dashboard's
-queries return data, the chart's alert rules evaluate cleanly on the real series, and Serve's
-logs are JSON lines carrying request IDs."""
+queries return data, and the chart's alert rules evaluate cleanly on the real series."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import csv
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 from importlib.util import find_spec
@@ -38,14 +36,8 @@ def concrete(expr: str) -> str:
     return expr.replace("$namespace", NAMESPACE).replace("$__rate_interval", "2m")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def prometheus(cluster, tmp_path_factory):
+def prometheus(cluster, tmp_path_factory, free_port, server):
     if not shutil.which("prometheus"):
         pytest.fail("prometheus is missing: run `make prometheus` (make test does)")
     work = tmp_path_factory.mktemp("prometheus")
@@ -66,35 +58,19 @@ def prometheus(cluster, tmp_path_factory):
     }
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    log = (work / "prometheus.log").open("w")
-    process = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={work / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=work,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (work / "prometheus.log").read_text()[-3000:]
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "prometheus not ready after 30 s"
-            time.sleep(0.3)
+    command = [
+        "prometheus",
+        f"--config.file={work / 'prometheus.yml'}",
+        f"--storage.tsdb.path={work / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+
+    def ready() -> bool:
+        return requests.get(f"{url}/-/ready", timeout=1).ok
+
+    with server(command, work / "prometheus.log", ready=ready, cwd=work):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def query(prometheus: str, expr: str) -> list[dict]:
