@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from clusterkit.localray import Ports, start_rayservice
+from clusterkit import kuberay
+from clusterkit.load import Load
+from clusterkit.localray import Ports, RayServiceRun, start_rayservice
 
 # Apart from the serve tests' cluster, so both layers can run in one session.
 PORTS = Ports(gcs=27379, dashboard=29265, client=20011, serve=29000, grpc=29100, nodes=22000)
@@ -29,3 +32,20 @@ def bring_up(report):
             run.cluster.stop()
 
     return bring_up
+
+
+@pytest.fixture
+def rollout_under_load(mnist_test):
+    """`load, started, rolled = rollout_under_load(run, rayservice)`: the in-place update KubeRay
+    makes for a new serveConfigV2 (one PUT, then RUNNING), while 8 clients send real digits."""
+
+    def rollout(run: RayServiceRun, rayservice: dict) -> tuple[Load, float, float]:
+        with Load(run.cluster.serve_url, mnist_test.images, mnist_test.labels, clients=8) as load:
+            load.wait_for(100)
+            started = time.monotonic()
+            run.deploy(kuberay.serve_config(rayservice))
+            rolled = time.monotonic()
+            load.wait_for(300)
+        return load, started, rolled
+
+    return rollout

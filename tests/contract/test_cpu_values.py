@@ -12,7 +12,7 @@ import requests
 
 from clusterkit import kuberay
 from clusterkit.helmchart import CI_VALUES, rayservice, render
-from clusterkit.load import Load, failed, summary
+from clusterkit.load import failed, summary
 
 KIND = CI_VALUES / "kind-values.yaml"
 
@@ -76,7 +76,7 @@ def test_a_broken_config_is_reported_and_the_running_version_keeps_serving(
     run.deploy(kuberay.serve_config(run.rayservice))
 
 
-def test_gitops_rollout_in_place_under_load(run, mnist_test, report):
+def test_gitops_rollout_in_place_under_load(run, rollout_under_load, report):
     """A values change that only touches the serve config (batch size, replica count, model
     version) is applied the way KubeRay applies it: one more PUT, under load, nothing lost."""
     change = {
@@ -90,12 +90,7 @@ def test_gitops_rollout_in_place_under_load(run, mnist_test, report):
     assert after["spec"]["rayClusterConfig"] == before["spec"]["rayClusterConfig"]
     assert after["spec"]["serveConfigV2"] != before["spec"]["serveConfigV2"]
 
-    with Load(run.cluster.serve_url, mnist_test.images, mnist_test.labels, clients=8) as load:
-        load.wait_for(100)
-        started = time.monotonic()
-        run.deploy(kuberay.serve_config(after))
-        rolled = time.monotonic()
-        load.wait_for(300)
+    load, started, rolled = rollout_under_load(run, after)
     outcomes = load.between()
     report(
         f"rollout in place: RUNNING {rolled - started:.1f} s after the PUT; under load: {summary(outcomes)}"

@@ -4,14 +4,12 @@ new version answers. A missing object is refused at deploy time while the old ve
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
 from clusterkit import kuberay
 from clusterkit.helmchart import CI_VALUES, rayservice, render
-from clusterkit.load import Load, accuracy, failed, summary
+from clusterkit.load import accuracy, failed, summary
 from clusterkit.localray import WEIGHTS
 from mnist_serve.weights import sha256
 
@@ -53,15 +51,10 @@ def test_a_missing_object_is_refused_and_the_running_version_keeps_serving(run, 
         run.deploy(kuberay.serve_config(run.rayservice))
 
 
-def test_rollout_from_file_to_s3_under_load(run, mnist_test, report):
+def test_rollout_from_file_to_s3_under_load(run, rollout_under_load, report):
     after = s3_model("v2/mnist_cnn.pt", "2")
     assert after["spec"]["rayClusterConfig"] == run.rayservice["spec"]["rayClusterConfig"]
-    with Load(run.cluster.serve_url, mnist_test.images, mnist_test.labels, clients=8) as load:
-        load.wait_for(100)
-        started = time.monotonic()
-        run.deploy(kuberay.serve_config(after))
-        rolled = time.monotonic()
-        load.wait_for(300)
+    load, started, rolled = rollout_under_load(run, after)
     outcomes, late = load.between(), load.between(rolled + 1)
     report(f"file:// -> s3:// rollout: RUNNING {rolled - started:.1f} s after the PUT; {summary(outcomes)}")
     assert failed(outcomes) == []
