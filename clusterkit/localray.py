@@ -3,8 +3,9 @@
 Each node (a `kuberay.Node`: the head, or one pod of a worker group) is a
 `ray start ... --block` in its own session; the serve config is PUT to the
 dashboard's REST API and polled until RUNNING, as the KubeRay operator does.
-Teardown signals each node's whole process tree by PID, so nothing leaks and no other
-Ray cluster on the machine is touched.
+Each node's processes carry a tag in their environment (`clusterkit.processes`); teardown ends
+what carries it, orphans included, so nothing leaks and no other Ray cluster on the machine is
+touched.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import yaml
 
 from clusterkit import helmchart, kuberay
 from clusterkit.kuberay import Node
+from clusterkit.processes import TAG, end_tagged
 
 REPO = Path(__file__).resolve().parents[1]
 SERVE_CONFIG = REPO / "app" / "serve_config.yaml"
@@ -248,6 +250,7 @@ class LocalRayCluster(RayDashboard):
             # apart by node ID under /tmp/haproxy-serve (not movable: socket paths max 97 chars).
             "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["haproxy-stats"]),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["haproxy-metrics"]),
+            TAG: self._tag(node.name),
             **node.env,
             **self.env,
         }
@@ -256,6 +259,11 @@ class LocalRayCluster(RayDashboard):
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports["worker-proxy-http"])
             env["RAY_SERVE_WORKER_PROXY_GRPC_PORT"] = str(ports["worker-proxy-grpc"])
         return env
+
+    def _tag(self, name: str = "") -> str:
+        """What every process of node `name` (of any node, by default) is tagged with."""
+        # The trailing slash keeps node "w-1" from matching "w-10".
+        return f"{self.temp_dir}/{name}/" if name else f"{self.temp_dir}/"
 
     def _check_ports_free(self, nodes: list[Node]) -> None:
         ports = {
@@ -318,7 +326,8 @@ class LocalRayCluster(RayDashboard):
             except RuntimeError:
                 # `ray start` exited (on a loaded machine the raylet can give up waiting for its
                 # agent); Kubernetes restarts a failed container, KubeRay recreates the pod.
-                self.processes.pop(name).wait(timeout=5)
+                # What the failed start left (a proxy's HAProxy, say) must not hold its ports.
+                self.kill_node(name)
                 if attempt == attempts:
                     raise
         raise AssertionError("unreachable")
@@ -342,7 +351,10 @@ class LocalRayCluster(RayDashboard):
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"node {name} exited with {process.returncode}; see {self.temp_dir}")
-            alive = self.alive_nodes()
+            try:
+                alive = self.alive_nodes()
+            except (requests.RequestException, ValueError):  # a head coming back answers 500s a while
+                alive = []
             if len(alive) == count:
                 return alive
             if time.monotonic() > deadline:
@@ -358,54 +370,27 @@ class LocalRayCluster(RayDashboard):
         raise LookupError(f"node {name} has no raylet")
 
     def kill_node(self, name: str) -> None:
-        """Lose a node at once, as when its pod or machine dies: SIGKILL to its whole tree."""
-        process = self.processes.pop(name)
-        _end_tree(process.pid, graceful=False)
-        process.wait(timeout=5)
+        """Lose a node at once, as when its pod or machine dies: SIGKILL to all it started."""
+        end_tagged(self._tag(name), graceful=False)
+        self.processes.pop(name).wait(timeout=5)
 
     def stop(self) -> None:
         """Stop every node, workers first; nothing of this cluster is left running."""
         for name in reversed(list(self.processes)):
-            process = self.processes.pop(name)
-            _end_tree(process.pid, graceful=True)
-            process.wait(timeout=5)
+            end_tagged(self._tag(name))
+            self.processes.pop(name).wait(timeout=5)
+        end_tagged(self._tag())  # what a node killed earlier may have left
 
     def save(self, path: Path) -> None:
-        """Record the nodes' PIDs, so that another process can stop them (`make cluster-down`)."""
-        state = {"temp_dir": str(self.temp_dir), "pids": {n: p.pid for n, p in self.processes.items()}}
+        """Record the nodes' tag, so that another process can stop them (`make cluster-down`)."""
+        state = {"temp_dir": str(self.temp_dir), "tag": self._tag(), "nodes": list(self.processes)}
         path.write_text(json.dumps(state, indent=2))
 
 
 def stop_saved(path: Path) -> None:
-    """Stop the nodes recorded by `LocalRayCluster.save`, by PID."""
-    state = json.loads(path.read_text())
-    for pid in reversed(list(state["pids"].values())):
-        _end_tree(pid, graceful=True)
+    """Stop the nodes recorded by `LocalRayCluster.save`: every process with their tag."""
+    end_tagged(json.loads(path.read_text())["tag"])
     path.unlink()
-
-
-def _end_tree(pid: int, graceful: bool) -> None:
-    try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    # Ray workers start their own sessions: collect them as the raylet's children
-    # before anything dies, then end the whole tree at once.
-    end_processes(tree, graceful)
-
-
-def end_processes(procs: list[psutil.Process], graceful: bool = True) -> None:
-    """SIGTERM (or SIGKILL) each of `procs`; SIGKILL what is still alive 10 s later."""
-    for proc in procs:
-        try:
-            proc.terminate() if graceful else proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=10)
-    for proc in alive:
-        proc.kill()
-    psutil.wait_procs(alive, timeout=5)
 
 
 @dataclass
