@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -196,6 +197,9 @@ state = "{c}/state"
   path = "{c}/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
+  # This VM grants root no CAP_SYS_RESOURCE, so no process may lower its oom_score_adj; the kubelet
+  # asks -998 for every sandbox, and runc fails with "can't get final child's PID from pipe".
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -219,13 +223,16 @@ state = "{c}/state"
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP}]],
+                    # Service IPs are outside the pod range: without a default route they are
+                    # "network unreachable" before kube-proxy's rules can rewrite them.
+                    "routes": [{"dst": "0.0.0.0/0"}],
                     "dataDir": str(STATE / "cni" / "ipam"),
                 },
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }
-    (STATE / "cni" / "net.d" / "10-mnist-serve.conflist").write_text(yaml.safe_dump(cni))
+    (STATE / "cni" / "net.d" / "10-mnist-serve.conflist").write_text(json.dumps(cni, indent=2))  # JSON only
     return c / "config.toml"
 
 
@@ -309,6 +316,8 @@ def commands(bins: dict[str, Path], d: Path) -> dict[str, list[str]]:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
+            # The node's name resolves nowhere (no DNS for it): reach the kubelet by its IP.
+            "--kubelet-preferred-address-types=InternalIP",
         ],
         "kube-controller-manager": [
             str(bins["kube-controller-manager"]),
