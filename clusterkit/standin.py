@@ -11,6 +11,7 @@ The image tests (`make test-image`) and the real cluster (`make kube-up`) both r
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -22,13 +23,17 @@ from clusterkit.podman import exists, podman, use_containers_conf
 
 RAY_VERSION = "2.60.0"
 OS_IMAGE = "localhost/mnist-serve-standin-os:bookworm"
-BASE_IMAGE = f"localhost/mnist-serve-standin-ray:{RAY_VERSION}-py311-cpu"
+CONTAINERFILE = REPO / "image" / "standin.Containerfile"
+# Tagged by the Containerfile's content: an edit builds a new base rather than reusing a stale one.
+BASE_IMAGE = (
+    f"localhost/mnist-serve-standin-ray:{RAY_VERSION}-py311-cpu-"
+    + hashlib.sha256(CONTAINERFILE.read_bytes()).hexdigest()[:12]
+)
 IMAGE = f"localhost/mnist-serve:0.1.0-ray{RAY_VERSION}-cpu"
 WHEELHOUSE = Path(os.environ.get("WHEELHOUSE", "/tmp/mnist-serve-wheelhouse"))
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 # Where builds see it: not over the image's own bundle, which apt may rewrite.
 BUILD_CA = "/etc/ssl/host-ca.crt"
-CONTAINERFILE = REPO / "image" / "standin.Containerfile"
 
 
 def build_mounts(workdir: Path) -> list[str]:
