@@ -213,18 +213,26 @@ kube-build: ## Build the pinned Kubernetes, etcd, CoreDNS, KubeRay operator and 
 	MNIST_SERVE_CACHE=$(KUBE_CACHE) nice -n 10 clusterkit/kube/build.sh
 
 .PHONY: kube-deps
-kube-deps: ## apt-install containerd, runc, the CNI plugins, iptables, conntrack and podman when missing.
+kube-deps: ## apt-install containerd, runc, the CNI plugins, iptables, conntrack, podman and debootstrap when missing.
 	@command -v containerd >/dev/null && command -v podman >/dev/null && test -x /usr/lib/cni/bridge \
-		&& command -v conntrack >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install \
-		-y -qq containerd runc containernetworking-plugins iptables conntrack podman; }
+		&& command -v conntrack >/dev/null && command -v debootstrap >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc containernetworking-plugins iptables \
+		conntrack podman debootstrap; }
+
+KUBE_UP = $(BIN)/python -m clusterkit.kube.cluster up && $(BIN)/python -m clusterkit.kube.release
+KUBE_DOWN = $(BIN)/python -m clusterkit.kube.cluster down
 
 .PHONY: kube-up
-kube-up: kube-build kube-deps $(STAMP) ## One-node Kubernetes with CoreDNS and the KubeRay operator; kubeconfig in artifacts/kube/.
-	$(BIN)/python -m clusterkit.kube.cluster up
+kube-up: kube-build kube-deps tools model $(STAMP) ## One-node Kubernetes, CoreDNS, the KubeRay operator, and the chart installed until its RayService is Ready.
+	$(KUBE_UP)
+
+.PHONY: kube-test
+kube-test: kube-build kube-deps tools model $(STAMP) ## kube-up, the tests against the real operator (tests/kube), then kube-down whatever happened.
+	@rc=0; { $(KUBE_UP) && $(BIN)/pytest -m kube tests/kube $(PYTEST_ARGS); } || rc=$$?; $(KUBE_DOWN); exit $$rc
 
 .PHONY: kube-down
 kube-down: $(STAMP) ## Stop everything kube-up started and remove its state (processes, mounts, netns, iptables, bridge).
-	$(BIN)/python -m clusterkit.kube.cluster down
+	$(KUBE_DOWN)
 
 ##@ kind (needs Docker or podman, and internet)
 

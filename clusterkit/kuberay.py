@@ -87,9 +87,18 @@ def ray_start_params(group: dict, *, head: bool) -> dict[str, str]:
     return params
 
 
+# What KubeRay adds to every Ray container of a RayService unless the container sets it "to improve
+# service SLA" (common/pod.go, setContainerEnvVars); checked against the real operator's pods.
+RAYSERVICE_ENV = {
+    "RAY_timeout_ms_task_wait_for_death_info": "0",
+    "RAY_gcs_server_request_timeout_seconds": "5",
+    "RAY_SERVE_KV_TIMEOUT_S": "5",
+}
+
+
 def container_env(group: dict) -> dict[str, str]:
     (container,) = [c for c in group["template"]["spec"]["containers"] if c["name"].startswith("ray-")]
-    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    return RAYSERVICE_ENV | {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
 
 
 # What KubeRay gives workers when GCS fault tolerance is on (DefaultWorkerRayGcsReconnectTimeoutS):

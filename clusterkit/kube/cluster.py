@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -254,6 +255,7 @@ def kubelet_config(d: Path) -> Path:
         "failSwapOn": False,
         "readOnlyPort": 0,
         "resolvConf": "/etc/resolv.conf",
+        "podLogsDir": str(STATE / "pod-logs"),  # not /var/log/pods: `down` removes it with the rest
         # A shared build machine's disk is often fuller than kubelet's defaults allow.
         "evictionHard": {"memory.available": "200Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "imageGCHighThresholdPercent": 100,
@@ -431,10 +433,26 @@ def network_up() -> None:
         Path("/proc/sys", key).write_text(value)
 
 
+# The kubelet's own chains (pkg/kubelet/kubelet_network_linux.go), which kube-proxy --cleanup keeps.
+KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
+
+
+def kubelet_chains_down() -> None:
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle"):
+            for rule in run(f"{tool}-save", "-t", table, check=False).stdout.splitlines():
+                if rule.startswith("-A ") and any(f"-j {chain}" in rule for chain in KUBELET_CHAINS):
+                    run(tool, "-t", table, "-D", *shlex.split(rule)[1:], check=False)
+            for chain in KUBELET_CHAINS:
+                run(tool, "-t", table, "-F", chain, check=False)
+                run(tool, "-t", table, "-X", chain, check=False)
+
+
 def network_down(bins: dict[str, Path] | None) -> None:
     if bins and bins.get("kube-proxy", Path()).exists():
         # kube-proxy removes the KUBE-* chains and jumps it created (and nothing else).
         run(str(bins["kube-proxy"]), "--cleanup", check=False)
+    kubelet_chains_down()
     run("ip", "link", "del", BRIDGE, check=False)
     saved = STATE / "sysctls.yaml"
     if saved.exists():

@@ -1,0 +1,67 @@
+"""The chart's RayService as the real KubeRay operator runs it: Ready, answering real digits through
+its serve Service, and a serve-config rollout applied in place under load."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from clusterkit import helmchart
+from clusterkit.kube import cluster, release
+from clusterkit.load import Load, accuracy, failed, summary
+
+
+def operator_image(core) -> str:
+    (pod,) = core.list_namespaced_pod(
+        "kuberay-system", label_selector="app.kubernetes.io/name=kuberay-operator"
+    ).items
+    return pod.spec.containers[0].image
+
+
+def test_the_operator_marks_the_rayservice_ready(core, report):
+    image = operator_image(core)
+    assert image.endswith(f":v{release.operator_version()}")
+    obj = release.rayservice()
+    ready = release.condition(obj, "Ready")
+    assert ready.get("status") == "True", obj.get("status")
+    apps = obj["status"]["activeServiceStatus"]["applicationStatuses"]
+    assert {name: app["status"] for name, app in apps.items()} == {"mnist": "RUNNING"}
+    report(f"kube: KubeRay operator {image} set Ready ({ready.get('reason')}) on the RayService")
+
+
+def test_helm_test_passes():
+    helm = [str(helmchart.HELM), "test", release.RELEASE, "--namespace", release.NAMESPACE, "--logs"]
+    result = subprocess.run([*helm, "--kubeconfig", str(cluster.KUBECONFIG)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_real_digits_through_the_serve_service(serve_url, mnist_test, report):
+    with Load(serve_url, mnist_test.images, mnist_test.labels, clients=4, batch=8) as load:
+        load.wait_for(300, timeout_s=180)
+    report(f"kube: through the serve Service: {summary(load.outcomes)}")
+    assert failed(load.outcomes) == [], {(o.status, o.error) for o in failed(load.outcomes)}
+    assert accuracy(load.outcomes) >= 0.98
+
+
+def test_a_serve_config_change_is_applied_in_place_under_load(serve_url, mnist_test, report):
+    before = release.rayservice()
+    cluster_before = before["status"]["activeServiceStatus"]["rayClusterName"]
+    with Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load:
+        load.wait_for(100, timeout_s=120)
+        started = time.monotonic()
+        release.install({"model.version": '"2"'})
+        deadline = time.monotonic() + 600
+        while not any(o.model_version == "2" for o in load.between(started)):
+            assert time.monotonic() < deadline, "version 2 never answered"
+            time.sleep(1)
+        switched = time.monotonic() - started
+        load.wait_for(200, timeout_s=120)
+    outcomes = load.outcomes
+    after = release.rayservice()
+    report(
+        f"kube: in-place rollout (model.version 1 -> 2): version 2 answered {switched:.1f} s after "
+        f"helm upgrade; {summary(outcomes)}"
+    )
+    assert failed(outcomes) == [], {(o.status, o.error) for o in failed(outcomes)}
+    assert after["status"]["activeServiceStatus"]["rayClusterName"] == cluster_before, "a new cluster"
+    assert not after["status"].get("pendingServiceStatus", {}).get("rayClusterName")

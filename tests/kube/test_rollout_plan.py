@@ -1,0 +1,118 @@
+"""`make rollout-plan` checked against what the real operator does, one change at a time on top of
+the previous one: where the plan and the operator disagree, the plan is wrong."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from pathlib import Path
+
+import requests
+import yaml
+from kubernetes import client
+
+from clusterkit import helmchart, rollout_plan, standin
+from clusterkit.kube import cluster, release
+
+SETTLE_S = 45  # the operator reconciles in seconds; a change it ignores shows nothing in this time
+GROUPS = yaml.safe_load(release.VALUES.read_text())["workerGroups"]
+
+
+def groups(extra: bool = False, **changes) -> str:
+    """workerGroups of the CI values with `changes` in the first group, and a small group appended
+    if `extra` (helm replaces a list whole)."""
+    out = [copy.deepcopy(GROUPS[0]) | changes]
+    if extra:
+        small = {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
+        out.append(copy.deepcopy(GROUPS[0]) | {"name": "extra", "maxReplicas": 1, "resources": small})
+    return json.dumps(out)
+
+
+TOLERATION = [{"key": "example.com/maintenance", "operator": "Exists", "effect": "NoSchedule"}]
+# (what changes, the values on top of the previous step, a bumped chart version or None)
+STEPS = [
+    ("serve config (model.version)", {"model.version": '"7"'}, None),
+    ("maxReplicas", {"workerGroups": groups(maxReplicas=2)}, None),
+    ("worker count", {"workerGroups": groups(replicas=2, maxReplicas=2)}, None),
+    # Back to one worker (left out of the hash too): two clusters must fit on 2 CPUs at the switches.
+    ("tolerations", {"workerGroups": groups(maxReplicas=2, tolerations=TOLERATION)}, None),
+    (
+        "appended worker group",
+        {"workerGroups": groups(maxReplicas=2, tolerations=TOLERATION, extra=True)},
+        None,
+    ),
+    ("chart version bump", {}, "0.1.1"),
+    ("image tag", {"image.tag": '"0.1.1-ray2.60.0-cpu"'}, "0.1.1"),
+]
+
+
+def chart(version: str | None, tmp: Path) -> Path:
+    if version is None:
+        return helmchart.CHART
+    copied = tmp / f"chart-{version}"
+    if not copied.exists():
+        shutil.copytree(helmchart.CHART, copied)
+        meta = yaml.safe_load((copied / "Chart.yaml").read_text()) | {"version": version}
+        (copied / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return copied
+
+
+def observe(api, core, before: dict, serve_version: str) -> str:
+    """What the operator did after an upgrade: new-cluster, groups-added, in-place or no-effect."""
+    custom = client.CustomObjectsApi(api)
+    active = before["status"]["activeServiceStatus"]["rayClusterName"]
+    generation = custom.get_namespaced_custom_object("ray.io", "v1", release.NAMESPACE, "rayclusters", active)
+    deadline = time.monotonic() + SETTLE_S
+    while time.monotonic() < deadline:
+        status = release.rayservice()["status"]
+        if status.get("pendingServiceStatus", {}).get("rayClusterName"):
+            return rollout_plan.NEW_CLUSTER
+        time.sleep(2)
+    now = custom.get_namespaced_custom_object("ray.io", "v1", release.NAMESPACE, "rayclusters", active)
+    if now["metadata"]["generation"] != generation["metadata"]["generation"]:
+        added = len(now["spec"]["workerGroupSpecs"]) > len(generation["spec"]["workerGroupSpecs"])
+        return rollout_plan.GROUPS_ADDED if added else "updated in place"
+    (head,) = core.list_namespaced_pod(
+        release.NAMESPACE, label_selector=f"ray.io/cluster={active},ray.io/node-type=head"
+    ).items
+    apps = requests.get(f"http://{head.status.pod_ip}:8265/api/serve/applications/", timeout=10).json()
+    deployed = apps["applications"]["mnist"]["deployed_app_config"]["args"]["model"]["version"]
+    return rollout_plan.IN_PLACE if deployed == serve_version else rollout_plan.NO_EFFECT
+
+
+def wait_switched(timeout_s: float = 900) -> None:
+    deadline = time.monotonic() + timeout_s
+    while release.rayservice()["status"].get("pendingServiceStatus", {}).get("rayClusterName"):
+        assert time.monotonic() < deadline, "the new cluster never took the traffic"
+        time.sleep(3)
+
+
+def test_rollout_plan_against_the_operator(api, core, tmp_path, report):
+    version = release.operator_version()
+    repository = standin.IMAGE.rsplit(":", 1)[0]
+    cluster.ctr("images", "tag", "--force", standin.IMAGE, f"{repository}:0.1.1-ray2.60.0-cpu")
+    # From the CI values as they are (an earlier test may have changed the release).
+    current: dict[str, str] = {}
+    release.install(current)
+    wait_switched()
+    old, old_chart = helmchart.render(release.VALUES, sets=release.sets(current)), None
+    rows, disagreements = [], []
+    for what, change, chart_version in STEPS:
+        extra = current | change
+        bumped = chart_version or old_chart
+        new = helmchart.render(release.VALUES, sets=release.sets(extra), chart=chart(bumped, tmp_path))
+        predicted = rollout_plan.plan(old, new, operator=version).action
+        before = release.rayservice()
+        release.install(extra, chart=chart(bumped, tmp_path))
+        serve_version = json.loads(extra.get("model.version", '"1"'))
+        did = observe(api, core, before, serve_version)
+        if did == rollout_plan.NEW_CLUSTER:
+            wait_switched()
+        rows.append(f"  {what:<30} plan: {predicted:<13} operator {version}: {did}")
+        if predicted != did:
+            disagreements.append(what)
+        old, current, old_chart = new, extra, bumped
+    report("kube: rollout-plan against the operator:\n" + "\n".join(rows))
+    assert not disagreements, "\n".join(rows)
