@@ -591,6 +591,11 @@ def down() -> None:
         run("ip", "netns", "del", ns.name, check=False)
     network_down(bins)
     unmount_under(STATE)
+    # Runtime dirs containerd and its shims make outside `state` (runc's root, FIFOs, shim
+    # sockets): removed when empty, so a containerd of the machine's own keeps what it uses.
+    for run_dir in ("runc/k8s.io", "runc", "fifo", "s", ""):
+        with contextlib.suppress(OSError):
+            (Path("/run/containerd") / run_dir).rmdir()
     keep = {"pki", "kubeconfig"}  # certificates are cheap to keep and make the next `up` faster
     for entry in STATE.iterdir() if STATE.exists() else []:
         if entry.name not in keep:
