@@ -1,44 +1,75 @@
-"""`make run` starts again after a hard stop: SIGKILL of its whole process group."""
+"""`make run`: it starts again after a hard stop (SIGKILL of its whole process group), and it serves
+a model from an object store (MODEL_URI, MODEL_VERSION) with the version on every answer.
+
+What a killed run leaves behind keeps answering on :8000 (its proxy reloads HAProxy) until the
+next run ends it, which happens only after `make run` has checked the model: an answer counts
+only once the listener belongs to the run under test (`clusterkit.serverun` records its tag)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
 
+import numpy as np
 import psutil
 import pytest
 import requests
 
 from clusterkit.localray import REPO, WEIGHTS
+from clusterkit.processes import describe, tagged
+from clusterkit.serverun import STATE
 
 URL = "http://127.0.0.1:8000"
 PORTS = (8000, 8404, 9101)  # serve and Ray's HAProxy stats/metrics defaults, as `make run` uses them
 
 
-def start(log) -> subprocess.Popen:
-    # `make run`, in a process group of its own, as a terminal would give it.
-    return subprocess.Popen(
-        ["make", "--no-print-directory", "run"],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+class Run(subprocess.Popen):
+    """`make run`, in a process group of its own, as a terminal would give it."""
+
+    def __init__(self, log, *make_args: str, env: dict[str, str] | None = None):
+        self.previous_tag = run_tag()
+        super().__init__(
+            ["make", "--no-print-directory", "run", *make_args],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+
+    def serving(self) -> bool:
+        """Whether every listener on the serve port is a process of this run."""
+        tag = run_tag()
+        if tag in (None, self.previous_tag):
+            return False
+        serving = {pid for port, pid in listeners(all_pids=True) if port == PORTS[0]}
+        ours = {proc.pid for proc in tagged(tag)}  # after: a HAProxy forked meanwhile is in it
+        strangers = [describe(psutil.Process(pid)) for pid in serving - ours if psutil.pid_exists(pid)]
+        assert not strangers, f"answering on :{PORTS[0]} for another run: {strangers}"
+        return bool(serving)
 
 
-def stop(run: subprocess.Popen) -> None:
+def run_tag() -> str | None:
+    return json.loads(STATE.read_text())["tag"] if STATE.is_file() else None
+
+
+def stop(run: Run) -> None:
     """Ctrl-C: Ray stops cleanly and the runner ends anything that outlived it."""
     os.killpg(run.pid, signal.SIGINT)
     run.wait(timeout=90)
 
 
-def wait_answering(run: subprocess.Popen, images, timeout_s: float = 180) -> requests.Response:
-    """The first 200 to raw `images` at /predict (HAProxy reloads while the app comes up)."""
+def wait_answering(run: Run, images, timeout_s: float = 180) -> requests.Response:
+    """The first 200 to raw `images` at /predict from `run` (HAProxy reloads while the app comes up)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert run.poll() is None, f"make run exited with {run.returncode}"
+        if not run.serving():
+            time.sleep(1)
+            continue
         try:
             reply = requests.post(
                 URL + "/predict",
@@ -54,12 +85,15 @@ def wait_answering(run: subprocess.Popen, images, timeout_s: float = 180) -> req
     raise TimeoutError(f"not answering after {timeout_s} s")
 
 
-def listeners() -> dict[int, int]:
-    return {
-        c.laddr.port: c.pid
+def listeners(all_pids: bool = False):
+    """{port: pid} of what listens on PORTS; every (port, pid) pair when `all_pids` (a reloading
+    HAProxy has two processes on one port)."""
+    pairs = {
+        (c.laddr.port, c.pid)
         for c in psutil.net_connections(kind="inet")
         if c.status == psutil.CONN_LISTEN and c.laddr.port in PORTS
     }
+    return pairs if all_pids else dict(pairs)
 
 
 def test_run_starts_again_after_its_process_group_is_killed(tmp_path, mnist_test, report):
@@ -67,7 +101,7 @@ def test_run_starts_again_after_its_process_group_is_killed(tmp_path, mnist_test
         pytest.fail(f"no trained weights at {WEIGHTS}: run `make model` (make test does)")
     assert not listeners(), f"ports {PORTS} must be free for this test: {listeners()}"
     with (tmp_path / "first.log").open("w") as log:
-        first = start(log)
+        first = Run(log)
     images, labels = mnist_test.images[:20], mnist_test.labels[:20]
     try:
         wait_answering(first, images)
@@ -81,13 +115,47 @@ def test_run_starts_again_after_its_process_group_is_killed(tmp_path, mnist_test
     report(f"after SIGKILL of make run's group, still listening: {left or 'nothing'} (before: {held})")
 
     with (tmp_path / "second.log").open("w") as log:
-        second = start(log)
+        second = Run(log)
     try:
         reply = wait_answering(second, images)
         assert (reply.json()["labels"] == labels).mean() >= 0.9
     finally:
         stop(second)
+    # A leftover may also exit by itself once Ray's processes around it are gone.
     output = (tmp_path / "second.log").read_text()
-    for pid in set(left.values()):
-        assert f"pid {pid} " in output, output[-2000:]
+    ended = sorted(pid for pid in set(left.values()) if f"pid {pid} " in output)
+    report(f"leftovers the next make run ended: {ended or 'none'} (any other had exited by itself)")
+    assert not [pid for pid in left.values() if psutil.pid_exists(pid)], "a leftover outlived the next run"
+    assert not listeners(), f"still listening after Ctrl-C: {listeners()}"
+
+
+def test_run_serves_a_model_from_s3_with_its_version(tmp_path, s3_server, mnist_test, report):
+    assert not listeners(), f"ports {PORTS} must be free for this test: {listeners()}"
+    client = s3_server.client()
+    client.create_bucket(Bucket="mnist-models")
+    client.upload_file(str(WEIGHTS), "mnist-models", "v7/mnist_cnn.pt")
+    images, labels = mnist_test.images[:1000], mnist_test.labels[:1000]
+    # The object store's endpoint and credentials come from the environment, as on a cluster.
+    env = s3_server.env | {"MNIST_SERVE_MODEL_CACHE": str(tmp_path / "model-cache")}
+    with (tmp_path / "run.log").open("w") as log:
+        run = Run(log, "MODEL_URI=s3://mnist-models/v7/mnist_cnn.pt", "MODEL_VERSION=7", env=env)
+    try:
+        wait_answering(run, images[:10])
+        replies = [
+            requests.post(
+                URL + "/predict",
+                data=images[i : i + 250].tobytes(),
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=30,
+            )
+            for i in range(0, len(images), 250)
+        ]
+    finally:
+        stop(run)
+    assert all(r.status_code == 200 for r in replies), [r.text[:200] for r in replies if r.status_code != 200]
+    assert {r.headers["x-model-version"] for r in replies} == {"7"}
+    predicted = np.concatenate([r.json()["labels"] for r in replies])
+    accuracy = float((predicted == labels).mean())
+    report(f"make run MODEL_URI=s3://... (moto) MODEL_VERSION=7: {accuracy:.2%} of 1000, all version 7")
+    assert accuracy >= 0.99
     assert not listeners(), f"still listening after Ctrl-C: {listeners()}"
