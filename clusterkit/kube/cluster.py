@@ -399,15 +399,17 @@ def stop(name: str, grace: float = 20) -> None:
     path.unlink()
 
 
-def wait_for(what: str, check, timeout: float, name: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(name):
+def wait_for(what: str, check, timeout: float, name: str | None = None, interval: float = 1) -> float:
+    """Poll `check` until it is true; the seconds it took. Fails at `timeout`, or at once when the
+    process we started as `name` has exited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if name and not alive(name):
             raise RuntimeError(f"{name} exited while waiting for {what}")
         if check():
-            return
-        time.sleep(1)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:

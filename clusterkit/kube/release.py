@@ -84,15 +84,28 @@ def condition(obj: dict, kind: str) -> dict:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), {})
 
 
+def clusters(name: str = RELEASE) -> tuple[str, str]:
+    """The RayService's active and pending RayCluster names ("" for none)."""
+    status = rayservice(name).get("status", {})
+    return tuple(
+        status.get(key, {}).get("rayClusterName", "")
+        for key in ("activeServiceStatus", "pendingServiceStatus")
+    )
+
+
+def app_status(app: str = "mnist", name: str = RELEASE) -> str:
+    """The status the operator reports for `app` on the active cluster."""
+    apps = rayservice(name).get("status", {}).get("activeServiceStatus", {}).get("applicationStatuses", {})
+    return apps.get(app, {}).get("status", "")
+
+
 def wait_ready(timeout_s: float = 900, name: str = RELEASE) -> float:
     """Seconds until the operator sets `Ready=True` on the RayService."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if condition(rayservice(name), "Ready").get("status") == "True":
-            return time.monotonic() - started
-        time.sleep(2)
-    obj = rayservice(name)
-    raise TimeoutError(f"RayService {name} not Ready after {timeout_s:.0f} s: {obj.get('status')}")
+
+    def ready() -> bool:
+        return condition(rayservice(name), "Ready").get("status") == "True"
+
+    return cluster.wait_for(f"RayService {name} Ready", ready, timeout_s, interval=2)
 
 
 def up() -> None:

@@ -64,7 +64,7 @@ UNTOUCHED = "untouched"  # what the plan's no-effect and nothing both look like 
 
 def snapshot(api, core) -> dict:
     """The active cluster, its RayCluster and the serve config its head runs."""
-    active = release.rayservice()["status"]["activeServiceStatus"]["rayClusterName"]
+    active, _ = release.clusters()
     raycluster = client.CustomObjectsApi(api).get_namespaced_custom_object(
         "ray.io", "v1", release.NAMESPACE, "rayclusters", active
     )
@@ -83,7 +83,7 @@ def observe(api, core, before: dict) -> str:
     """What the operator did after an upgrade: new-cluster, groups-added, in-place or untouched."""
     deadline = time.monotonic() + SETTLE_S
     while time.monotonic() < deadline:
-        if release.rayservice()["status"].get("pendingServiceStatus", {}).get("rayClusterName"):
+        if release.clusters()[1]:
             return rollout_plan.NEW_CLUSTER
         time.sleep(2)
     after = snapshot(api, core)
@@ -95,11 +95,8 @@ def observe(api, core, before: dict) -> str:
     return rollout_plan.IN_PLACE if after["serve"] != before["serve"] else UNTOUCHED
 
 
-def wait_switched(timeout_s: float = 900) -> None:
-    deadline = time.monotonic() + timeout_s
-    while release.rayservice()["status"].get("pendingServiceStatus", {}).get("rayClusterName"):
-        assert time.monotonic() < deadline, "the new cluster never took the traffic"
-        time.sleep(3)
+def wait_switched() -> None:
+    cluster.wait_for("the new cluster taking the traffic", lambda: not release.clusters()[1], 900, interval=3)
 
 
 def test_rollout_plan_against_the_operator(api, core, tmp_path, report):

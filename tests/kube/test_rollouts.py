@@ -8,27 +8,8 @@ import time
 from kubernetes import client
 
 from clusterkit.kube import release
+from clusterkit.kube.cluster import wait_for
 from clusterkit.load import Load, accuracy, failed, summary
-
-
-def wait(what: str, check, timeout_s: float = 600) -> float:
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout_s, f"{what}: not after {timeout_s:.0f} s"
-        time.sleep(2)
-    return time.monotonic() - started
-
-
-def statuses() -> tuple[str, str]:
-    status = release.rayservice()["status"]
-    active = status.get("activeServiceStatus", {}).get("rayClusterName", "")
-    pending = status.get("pendingServiceStatus", {}).get("rayClusterName", "")
-    return active, pending
-
-
-def app_status() -> str:
-    apps = release.rayservice()["status"]["activeServiceStatus"].get("applicationStatuses", {})
-    return apps.get("mnist", {}).get("status", "")
 
 
 def ray_clusters(api) -> list[str]:
@@ -39,17 +20,17 @@ def ray_clusters(api) -> list[str]:
 
 
 def test_a_new_cluster_takes_the_traffic_when_its_apps_run(api, serve_url, mnist_test, report):
-    old, _ = statuses()
+    old, _ = release.clusters()
     # The head's memory limit is in KubeRay's cluster hash: a new cluster, then the switch.
     change = {"model.version": '"2"', "head.resources.limits.memory": '"3Gi"'}
     with Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load:
         load.wait_for(100, timeout_s=120)
         release.install(change)
-        pending = wait("a pending cluster", lambda: statuses()[1] != "", 120)
-        switched = wait("the switch", lambda: statuses()[0] not in ("", old), 900)
+        pending = wait_for("a pending cluster", lambda: release.clusters()[1] != "", 120)
+        switched = wait_for("the switch", lambda: release.clusters()[0] not in ("", old), 900)
         load.wait_for(200, timeout_s=120)
-        deleted = wait("the old cluster deleted", lambda: old not in ray_clusters(api), 300)
-    new, _ = statuses()
+        deleted = wait_for("the old cluster deleted", lambda: old not in ray_clusters(api), 300)
+    new, _ = release.clusters()
     report(
         f"kube: new-cluster rollout ({old} -> {new}): pending after {pending:.0f} s, traffic switched "
         f"{switched:.0f} s later, old cluster deleted {deleted:.0f} s after that; {summary(load.outcomes)}"
@@ -61,7 +42,7 @@ def test_a_new_cluster_takes_the_traffic_when_its_apps_run(api, serve_url, mnist
 def test_a_serve_config_that_cannot_deploy_leaves_the_running_version_answering(
     serve_url, mnist_test, report
 ):
-    active, _ = statuses()
+    active, _ = release.clusters()
     broken = {
         "model.version": '"3"',
         "head.resources.limits.memory": '"3Gi"',
@@ -71,7 +52,9 @@ def test_a_serve_config_that_cannot_deploy_leaves_the_running_version_answering(
         load.wait_for(100, timeout_s=120)
         release.install(broken)
 
-        took = wait("the app marked failed", lambda: app_status() in ("DEPLOY_FAILED", "UNHEALTHY"), 300)
+        took = wait_for(
+            "the app marked failed", lambda: release.app_status() in ("DEPLOY_FAILED", "UNHEALTHY"), 300
+        )
         load.wait_for(200, timeout_s=120)
     versions = {o.model_version for o in load.outcomes if o.status == 200}
     report(
@@ -79,9 +62,9 @@ def test_a_serve_config_that_cannot_deploy_leaves_the_running_version_answering(
     )
     assert failed(load.outcomes) == [], {(o.status, o.error) for o in failed(load.outcomes)}
     assert versions == {"2"}
-    assert statuses()[0] == active, "a broken serve config started a new cluster"
+    assert release.clusters()[0] == active, "a broken serve config started a new cluster"
     release.install({"model.version": '"2"', "head.resources.limits.memory": '"3Gi"'})
-    wait("version 2 RUNNING again", lambda: app_status() == "RUNNING")
+    wait_for("version 2 RUNNING again", lambda: release.app_status() == "RUNNING", 600)
 
 
 def pod_names(core, selector: str) -> set[str]:
@@ -102,7 +85,7 @@ def ready_pods(core, selector: str) -> set[str]:
 
 
 def test_a_worker_pod_deleted_under_load(core, serve_url, mnist_test, report):
-    active, _ = statuses()
+    active, _ = release.clusters()
     selector = f"ray.io/cluster={active},ray.io/node-type=worker"
     (worker,) = ready_pods(core, selector)
     with Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load:
@@ -111,15 +94,15 @@ def test_a_worker_pod_deleted_under_load(core, serve_url, mnist_test, report):
         # An ordinary delete: the kubelet stops the container, then the object goes (a forced delete
         # would drop the object at once and leave the container serving its open connections).
         core.delete_namespaced_pod(worker, release.NAMESPACE)
-        wait("the pod gone", lambda: worker not in pod_names(core, selector), 300)
-        replaced = wait("a new worker pod Ready", lambda: ready_pods(core, selector) - {worker}, 600)
+        wait_for("the pod gone", lambda: worker not in pod_names(core, selector), 300)
+        replaced = wait_for("a new worker pod Ready", lambda: ready_pods(core, selector) - {worker}, 600)
         since = time.monotonic()
 
         def answering_again() -> bool:
             recent = load.between(max(since, time.monotonic() - 5))
             return len(load.between(since)) > 20 and not failed(recent)
 
-        back = replaced + wait("answering again", answering_again, 300)
+        back = replaced + wait_for("answering again", answering_again, 300)
         recovered = time.monotonic()
         load.wait_for(200, timeout_s=120)
     during, after = load.between(lost, recovered), load.between(recovered)
@@ -128,4 +111,4 @@ def test_a_worker_pod_deleted_under_load(core, serve_url, mnist_test, report):
         f"answering again after {back:.0f} s; during: {summary(during)}; after: {summary(after)}"
     )
     assert failed(after) == []
-    assert active == statuses()[0], "a lost worker pod started a new cluster"
+    assert active == release.clusters()[0], "a lost worker pod started a new cluster"
