@@ -227,7 +227,7 @@ kube-up: kube-build kube-deps tools model $(STAMP) ## One-node Kubernetes, CoreD
 	$(KUBE_UP)
 
 .PHONY: kube-test
-kube-test: kube-build kube-deps tools model $(STAMP) ## kube-up, the tests against the real operator (tests/kube), then kube-down whatever happened.
+kube-test: kube-build kube-deps tools model redis $(STAMP) ## kube-up, the tests against the real operator (tests/kube), then kube-down whatever happened.
 	@rc=0; { $(KUBE_UP) && $(BIN)/pytest -m kube tests/kube $(PYTEST_ARGS); } || rc=$$?; $(KUBE_DOWN); exit $$rc
 
 .PHONY: kube-down

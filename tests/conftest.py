@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -162,3 +164,47 @@ def s3_server(tmp_path_factory, server) -> S3Server:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with server(command, log, ready=lambda: requests.get(endpoint, timeout=1) is not None):
         yield S3Server(endpoint, env)
+
+
+@dataclass(frozen=True)
+class Redis:
+    """A password-protected redis-server a test started, and redis-cli against it."""
+
+    address: str
+    password: str
+
+    def cli(self, *args: str) -> str:
+        host, port = self.address.rsplit(":", 1)
+        command = ["redis-cli", "-h", host, "-p", port, "--no-auth-warning", "-a", self.password, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout
+
+
+@pytest.fixture(scope="session")
+def redis_at(tmp_path_factory, server):
+    """`with redis_at(host) as redis:` Debian's redis-server (the GCS store of the head-loss tests)
+    bound to `host` on a free port, with a random password; stopped by PID."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is missing: `make redis` installs it (make test does)")
+
+    @contextmanager
+    def start(host: str):
+        redis = Redis(f"{host}:{_free_port()}", secrets.token_hex(16))
+        workdir = tmp_path_factory.mktemp("redis")
+        command = [binary, "--bind", host, "--port", redis.address.rsplit(":", 1)[1]]
+        command += [
+            "--requirepass",
+            redis.password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ]
+        with server(
+            command, workdir / "redis.log", ready=lambda: redis.cli("ping").strip() == "PONG", timeout_s=10
+        ):
+            yield redis
+
+    return start

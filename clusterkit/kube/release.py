@@ -93,10 +93,26 @@ def clusters(name: str = RELEASE) -> tuple[str, str]:
     )
 
 
+def ray_clusters() -> list[str]:
+    objs = client.CustomObjectsApi(api()).list_namespaced_custom_object(
+        "ray.io", "v1", NAMESPACE, "rayclusters"
+    )
+    return [obj["metadata"]["name"] for obj in objs["items"]]
+
+
 def app_status(app: str = "mnist", name: str = RELEASE) -> str:
     """The status the operator reports for `app` on the active cluster."""
     apps = rayservice(name).get("status", {}).get("activeServiceStatus", {}).get("applicationStatuses", {})
     return apps.get(app, {}).get("status", "")
+
+
+def head_ip(name: str = RELEASE) -> str:
+    """The pod IP of the active cluster's live head (its dashboard listens there on 8265)."""
+    active, _ = clusters(name)
+    selector = f"ray.io/cluster={active},ray.io/node-type=head"
+    pods = client.CoreV1Api(api()).list_namespaced_pod(NAMESPACE, label_selector=selector).items
+    (ip,) = [pod.status.pod_ip for pod in pods if pod.metadata.deletion_timestamp is None]
+    return ip
 
 
 def wait_ready(timeout_s: float = 900, name: str = RELEASE) -> float:

@@ -5,9 +5,6 @@ controller recovers the applications from Redis without a redeploy, and a later 
 
 from __future__ import annotations
 
-import secrets
-import shutil
-import subprocess
 import time
 
 import pytest
@@ -22,32 +19,17 @@ PASSWORD_SECRET = ("mnist-serve-redis", "password")  # as ci/ha-values.yaml name
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory, free_port, server):
-    """Debian's redis-server on a free loopback port with a password; stopped by PID."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is missing: `make redis` installs it (make test does)")
-    port, password = free_port(), secrets.token_hex(16)
-    workdir = tmp_path_factory.mktemp("redis")
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
-    command += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
-
-    def cli(*args: str) -> str:
-        """redis-cli (Debian ships it with the server) against this server."""
-        command = ["redis-cli", "-p", str(port), "--no-auth-warning", "-a", password, *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout
-
-    with server(command, workdir / "redis.log", ready=lambda: cli("ping").strip() == "PONG", timeout_s=10):
-        yield f"127.0.0.1:{port}", password, cli
+def redis_server(redis_at):
+    with redis_at("127.0.0.1") as redis:
+        yield redis
 
 
 @pytest.fixture(scope="module")
 def run(bring_up, redis_server, tmp_path_factory):
-    address, password, _ = redis_server
     # The only local difference from ci/ha-values.yaml: where this Redis listens.
     local = tmp_path_factory.mktemp("ha") / "local-redis-values.yaml"
-    local.write_text(yaml.safe_dump({"ha": {"redis": {"address": address}}}))
-    with bring_up(*VALUES, local, secrets={PASSWORD_SECRET: password}) as run:
+    local.write_text(yaml.safe_dump({"ha": {"redis": {"address": redis_server.address}}}))
+    with bring_up(*VALUES, local, secrets={PASSWORD_SECRET: redis_server.password}) as run:
         run.values = [*VALUES, local]
         yield run
 
@@ -62,11 +44,11 @@ def actor_ids(run) -> dict[str, set[str]]:
 
 def test_the_head_runs_with_gcs_state_in_redis(run, redis_server):
     head = run.cluster.nodes["head"]
-    assert head.env["RAY_REDIS_ADDRESS"] == redis_server[0]
-    assert head.params["redis-password"] == redis_server[1]
+    assert head.env["RAY_REDIS_ADDRESS"] == redis_server.address
+    assert head.params["redis-password"] == redis_server.password
     # The GCS writes its tables under the external storage namespace (the cluster's UID).
     namespace = head.env["RAY_external_storage_namespace"]
-    assert namespace in redis_server[2]("--scan")
+    assert namespace in redis_server.cli("--scan")
 
 
 def test_losing_the_head_under_load(run, mnist_test, report):

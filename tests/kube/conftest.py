@@ -3,10 +3,21 @@ kube-test): the chart is installed and its RayService Ready before these tests s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kubernetes import client
 
 from clusterkit.kube import cluster, release
+
+# The tests share one release and each changes it: from the freshly installed chart, through
+# rollouts that keep it serving, to the head-HA cluster last.
+ORDER = ["test_pods", "test_rayservice", "test_rollouts", "test_plan_against_operator", "test_head_loss"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    items.sort(key=lambda item: ORDER.index(item.path.stem) if item.path.parent == here else -1)
 
 
 @pytest.fixture(scope="session")

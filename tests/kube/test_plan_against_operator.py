@@ -62,16 +62,13 @@ def chart(version: str | None, tmp: Path) -> Path:
 UNTOUCHED = "untouched"  # what the plan's no-effect and nothing both look like on the cluster
 
 
-def snapshot(api, core) -> dict:
+def snapshot(api) -> dict:
     """The active cluster, its RayCluster and the serve config its head runs."""
     active, _ = release.clusters()
     raycluster = client.CustomObjectsApi(api).get_namespaced_custom_object(
         "ray.io", "v1", release.NAMESPACE, "rayclusters", active
     )
-    (head,) = core.list_namespaced_pod(
-        release.NAMESPACE, label_selector=f"ray.io/cluster={active},ray.io/node-type=head"
-    ).items
-    apps = requests.get(f"http://{head.status.pod_ip}:8265/api/serve/applications/", timeout=10).json()
+    apps = requests.get(f"http://{release.head_ip()}:8265/api/serve/applications/", timeout=10).json()
     return {
         "active": active,
         "raycluster": raycluster,
@@ -79,14 +76,14 @@ def snapshot(api, core) -> dict:
     }
 
 
-def observe(api, core, before: dict) -> str:
+def observe(api, before: dict) -> str:
     """What the operator did after an upgrade: new-cluster, groups-added, in-place or untouched."""
     deadline = time.monotonic() + SETTLE_S
     while time.monotonic() < deadline:
         if release.clusters()[1]:
             return rollout_plan.NEW_CLUSTER
         time.sleep(2)
-    after = snapshot(api, core)
+    after = snapshot(api)
     assert after["active"] == before["active"]
     old, new = before["raycluster"], after["raycluster"]
     if new["metadata"]["generation"] != old["metadata"]["generation"]:
@@ -99,7 +96,7 @@ def wait_switched() -> None:
     cluster.wait_for("the new cluster taking the traffic", lambda: not release.clusters()[1], 900, interval=3)
 
 
-def test_rollout_plan_against_the_operator(api, core, tmp_path, report):
+def test_rollout_plan_against_the_operator(api, tmp_path, report):
     version = release.operator_version()
     repository = standin.IMAGE.rsplit(":", 1)[0]
     cluster.ctr("images", "tag", "--force", standin.IMAGE, f"{repository}:0.1.1-ray2.60.0-cpu")
@@ -114,9 +111,9 @@ def test_rollout_plan_against_the_operator(api, core, tmp_path, report):
         bumped = chart_version or old_chart
         new = helmchart.render(release.VALUES, sets=release.sets(extra), chart=chart(bumped, tmp_path))
         predicted = rollout_plan.plan(old, new, operator=version).action
-        before = snapshot(api, core)
+        before = snapshot(api)
         release.install(extra, chart=chart(bumped, tmp_path))
-        did = observe(api, core, before)
+        did = observe(api, before)
         if did == rollout_plan.NEW_CLUSTER:
             wait_switched()
         rows.append(f"  {what:<30} plan: {predicted:<13} operator {version}: {did}")

@@ -43,6 +43,22 @@ def test_real_digits_through_the_serve_service(serve_url, mnist_test, report):
     assert accuracy(load.outcomes) >= 0.98
 
 
+def test_locust_through_the_serve_service_meets_the_slos(serve_url, tmp_path, report):
+    """`make loadtest` as a user runs it, every user class, gated on loadtest/slo.yaml."""
+    args = [f"HOST={serve_url}", f"RAY_DASHBOARD=http://{release.head_ip()}:8265", "SHAPE=steady"]
+    args += ["DURATION=30", "PEAK_USERS=4", f"RESULTS={tmp_path}"]
+    run = subprocess.run(
+        ["make", "--no-print-directory", "loadtest", *args],
+        cwd=cluster.REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    gate = run.stdout[run.stdout.index("SLO gate over") :].strip()
+    report(f"kube: Locust through the serve Service, {gate}")
+
+
 def test_a_serve_config_change_is_applied_in_place_under_load(serve_url, mnist_test, report):
     cluster_before, _ = release.clusters()
     with Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load:

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import time
 
-from kubernetes import client
-
 from clusterkit.kube import release
 from clusterkit.kube.cluster import wait_for
 from clusterkit.load import Load, accuracy, failed, summary
 
 
-def ray_clusters(api) -> list[str]:
-    objs = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        "ray.io", "v1", release.NAMESPACE, "rayclusters"
-    )
-    return [obj["metadata"]["name"] for obj in objs["items"]]
-
-
-def test_a_new_cluster_takes_the_traffic_when_its_apps_run(api, serve_url, mnist_test, report):
+def test_a_new_cluster_takes_the_traffic_when_its_apps_run(serve_url, mnist_test, report):
     old, _ = release.clusters()
     # The head's memory limit is in KubeRay's cluster hash: a new cluster, then the switch.
     change = {"model.version": '"2"', "head.resources.limits.memory": '"3Gi"'}
@@ -29,7 +20,7 @@ def test_a_new_cluster_takes_the_traffic_when_its_apps_run(api, serve_url, mnist
         pending = wait_for("a pending cluster", lambda: release.clusters()[1] != "", 120)
         switched = wait_for("the switch", lambda: release.clusters()[0] not in ("", old), 900)
         load.wait_for(200, timeout_s=120)
-        deleted = wait_for("the old cluster deleted", lambda: old not in ray_clusters(api), 300)
+        deleted = wait_for("the old cluster deleted", lambda: old not in release.ray_clusters(), 300)
     new, _ = release.clusters()
     report(
         f"kube: new-cluster rollout ({old} -> {new}): pending after {pending:.0f} s, traffic switched "

@@ -1,0 +1,110 @@
+"""Head loss on the real cluster: ci/ha-values.yaml's GCS fault tolerance with a real Redis on the
+node, the head pod deleted under load. The serve Service leaves the head out, so the workers'
+proxies keep answering; KubeRay recreates the head, whose Serve controller recovers the
+applications from Redis without a redeploy. The local-Ray version is tests/contract/test_head_loss.py."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+
+import pytest
+import requests
+import yaml
+from kubernetes import client
+
+from clusterkit.helmchart import CI_VALUES
+from clusterkit.kube import cluster, release
+from clusterkit.kube.cluster import wait_for
+from clusterkit.load import Load, failed, summary
+
+HA = yaml.safe_load((CI_VALUES / "ha-values.yaml").read_text())
+GROUP = yaml.safe_load(release.VALUES.read_text())["workerGroups"][0]
+
+
+def ha_values(redis_address: str) -> dict[str, str]:
+    """ci/ha-values.yaml, with this Redis and worker requests small enough for the old and the
+    new cluster to fit on the node's 2 CPUs at the switch (Ray still sees each limit's 2 CPUs)."""
+    ha = copy.deepcopy(HA["ha"])
+    ha["redis"]["address"] = redis_address
+    (workers,) = copy.deepcopy(HA["workerGroups"])
+    workers["resources"]["requests"] = GROUP["resources"]["requests"] | {"cpu": "250m"}
+    return {"ha": json.dumps(ha), "workerGroups": json.dumps([workers])}
+
+
+def applications() -> dict:
+    url = f"http://{release.head_ip()}:8265/api/serve/applications/"
+    return requests.get(url, timeout=10).json()["applications"]
+
+
+@pytest.fixture(scope="module")
+def ha(core, redis_at):
+    """The release switched to head HA (a new cluster: GCS FT is in KubeRay's cluster hash),
+    and back to the CI values after."""
+    with redis_at(cluster.NODE_IP) as redis:
+        name, key = (HA["ha"]["redis"]["passwordSecret"][field] for field in ("name", "key"))
+        secret = client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data={key: redis.password})
+        core.create_namespaced_secret(release.NAMESPACE, secret)
+        try:
+            old, _ = release.clusters()
+            release.install(ha_values(redis.address))
+            wait_for("the HA cluster taking the traffic", lambda: release.clusters()[0] not in ("", old), 900)
+            wait_for("no pending cluster", lambda: not release.clusters()[1], 300)
+            yield redis
+        finally:
+            ha_cluster, _ = release.clusters()
+            release.install({})
+            wait_for("the CI values' cluster back", lambda: release.clusters()[0] != ha_cluster, 900)
+            # Redis stays up until the operator has deleted the HA cluster and cleaned its keys.
+            wait_for("the HA cluster deleted", lambda: ha_cluster not in release.ray_clusters(), 600)
+            core.delete_namespaced_secret(name, release.NAMESPACE)
+
+
+def test_the_head_keeps_gcs_state_in_redis(ha, core):
+    active, _ = release.clusters()
+    raycluster = client.CustomObjectsApi(core.api_client).get_namespaced_custom_object(
+        "ray.io", "v1", release.NAMESPACE, "rayclusters", active
+    )
+    # Without an external storage namespace, the operator uses the RayCluster's UID.
+    assert raycluster["metadata"]["uid"] in ha.cli("--scan")
+
+
+def live_heads(core) -> set[str]:
+    active, _ = release.clusters()
+    pods = core.list_namespaced_pod(
+        release.NAMESPACE, label_selector=f"ray.io/cluster={active},ray.io/node-type=head"
+    ).items
+    return {
+        pod.metadata.name
+        for pod in pods
+        if pod.metadata.deletion_timestamp is None
+        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    }
+
+
+def test_losing_the_head_pod_under_load(ha, core, serve_url, mnist_test, report):
+    active, _ = release.clusters()
+    (head,) = live_heads(core)
+    deployed = applications()["mnist"]["last_deployed_time_s"]
+    with Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load:
+        load.wait_for(200, timeout_s=120)
+        lost = time.monotonic()
+        core.delete_namespaced_pod(head, release.NAMESPACE)
+        wait_for("the head pod gone", lambda: head not in live_heads(core), 300)
+        headless = time.monotonic()
+        replaced = wait_for("a new head pod Ready", lambda: live_heads(core) - {head}, 600)
+        running = replaced + wait_for(
+            "the app RUNNING on the new head", lambda: applications()["mnist"]["status"] == "RUNNING", 300
+        )
+        back = time.monotonic()
+        load.wait_for(500, timeout_s=300)
+    during, after = load.between(lost, back), load.between(back)
+    report(
+        f"kube: head pod deleted (GCS FT, Redis on the node): {summary(load.between(lost, headless))} "
+        f"while it stopped; new head Ready {replaced:.0f} s after the delete, app RUNNING at "
+        f"{running:.0f} s; during: {summary(during)}; after: {summary(after)}"
+    )
+    assert failed(after) == []
+    assert release.clusters() == (active, ""), "the head's loss started a new cluster"
+    assert applications()["mnist"]["last_deployed_time_s"] == deployed, "redeployed, not recovered"
