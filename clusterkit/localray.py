@@ -48,11 +48,22 @@ class Ports:
     client: int = 20001
     serve: int = 28000
     grpc: int = 28900
-    # Each node's own ports are a block of NODE_PORTS from here: node i uses nodes + 10 * i.
+    # Each node's own ports are a block of NODE_PORTS from here: node i from nodes + len(NODE_PORTS) * i.
     nodes: int = 21000
+    # The ranges Serve's controller hands ingress replicas their direct-ingress ports from. Ray's
+    # defaults (30000-31000, 40000-41000, ray/serve/_private/constants.py) are bound with
+    # SO_REUSEPORT, so a `make run` beside this cluster would share its replicas' ports, and
+    # the kernel would send make run's HAProxy traffic to this cluster's replicas.
+    direct_ingress_http: int = 23000
+    direct_ingress_grpc: int = 24000
+    direct_ingress_size: int = 500
+
+    def head(self) -> dict[str, int]:
+        """The ports the head listens on (the rest are bases of ranges)."""
+        return {name: getattr(self, name) for name in ("gcs", "dashboard", "client", "serve", "grpc")}
 
     def node(self, index: int) -> dict[str, int]:
-        return {name: self.nodes + 10 * index + offset for offset, name in enumerate(NODE_PORTS)}
+        return {name: self.nodes + len(NODE_PORTS) * index + offset for offset, name in enumerate(NODE_PORTS)}
 
 
 NODE_IP = "127.0.0.2"
@@ -67,6 +78,8 @@ NODE_PORTS = (
     "haproxy-metrics",
     "worker-proxy-http",
     "worker-proxy-grpc",
+    "fallback-proxy-http",
+    "fallback-proxy-grpc",
 )
 
 
@@ -250,6 +263,11 @@ class LocalRayCluster(RayDashboard):
             # apart by node ID under /tmp/haproxy-serve (not movable: socket paths max 97 chars).
             "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["haproxy-stats"]),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["haproxy-metrics"]),
+            # HAProxy's backup server is its own node's proxy actor at 127.0.0.1:8500 (Ray's
+            # default): on a shared IP it would be another node's, or another Ray's on this host.
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(ports["fallback-proxy-http"]),
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(ports["fallback-proxy-grpc"]),
+            **self._direct_ingress_env(),
             TAG: self._tag(node.name),
             **node.env,
             **self.env,
@@ -258,6 +276,16 @@ class LocalRayCluster(RayDashboard):
             # Every node runs a proxy on the serve port; a worker's must not collide with the head's.
             env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports["worker-proxy-http"])
             env["RAY_SERVE_WORKER_PROXY_GRPC_PORT"] = str(ports["worker-proxy-grpc"])
+        return env
+
+    def _direct_ingress_env(self) -> dict[str, str]:
+        env = {}
+        for protocol in ("HTTP", "GRPC"):
+            low = getattr(self.ports, f"direct_ingress_{protocol.lower()}")
+            env[f"RAY_SERVE_DIRECT_INGRESS_MIN_{protocol}_PORT"] = str(low)
+            env[f"RAY_SERVE_DIRECT_INGRESS_MAX_{protocol}_PORT"] = str(
+                low + self.ports.direct_ingress_size - 1
+            )
         return env
 
     def _tag(self, name: str = "") -> str:
@@ -270,7 +298,7 @@ class LocalRayCluster(RayDashboard):
             f"node {n.name} {k}": v for n in nodes for k, v in self.ports.node(self.index[n.name]).items()
         }
         if any(n.is_head for n in nodes):
-            ports |= {name: port for name, port in vars(self.ports).items() if name != "nodes"}
+            ports |= self.ports.head()
         for name, port in ports.items():
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:

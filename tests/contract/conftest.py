@@ -13,7 +13,17 @@ from clusterkit.load import Load
 from clusterkit.localray import Ports, RayServiceRun, start_rayservice
 
 # Apart from the serve tests' cluster, so both layers can run in one session.
-PORTS = Ports(gcs=27379, dashboard=29265, client=20011, serve=29000, grpc=29100, nodes=22000)
+PORTS = Ports(
+    gcs=27379,
+    dashboard=29265,
+    client=20011,
+    serve=29000,
+    grpc=29100,
+    nodes=22000,
+    direct_ingress_http=23500,
+    direct_ingress_grpc=24500,
+    direct_ingress_size=500,
+)
 
 
 @pytest.fixture(scope="session")

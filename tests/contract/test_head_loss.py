@@ -65,7 +65,9 @@ def test_losing_the_head_under_load(run, mnist_test, report):
         load.wait_for(200)  # answered with no head at all
         headless = time.monotonic()
         # KubeRay recreates the head pod; nothing is PUT: the controller must recover by itself.
-        starts = run.cluster.recreate_node("head", timeout_s=180)
+        # Under this load on 2 cores a head's raylet can time out registering; Kubernetes would
+        # keep restarting it (CrashLoopBackOff), so several starts are allowed and reported.
+        starts = run.cluster.recreate_node("head", timeout_s=180, attempts=6)
         head_up = time.monotonic()
         run.cluster.wait_running(timeout_s=180)
         back = time.monotonic()
@@ -77,9 +79,7 @@ def test_losing_the_head_under_load(run, mnist_test, report):
         f"apps RUNNING {back - lost:.1f} s after the loss; "
         f"during: {summary(during)}; after: {summary(after)}"
     )
-    # The issue's target: none after recovery; during it, as few as possible, reported above. Most
-    # runs see none; some see a burst of 404s and resets from the workers' HAProxy falling back
-    # to the (dead, then fresh and route-less) head's fallback proxy while the head restarts.
+    # The issue's target: none after recovery; during it, as few as possible, reported above.
     assert failed(after) == []
     assert len(after) >= 500
     # Recovered from Redis, not redeployed: same replicas, same actors, same deploy time.
