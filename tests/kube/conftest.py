@@ -12,7 +12,7 @@ from clusterkit.kube import cluster, release
 
 # The tests share one release and each changes it: from the freshly installed chart, through
 # rollouts that keep it serving, to the head-HA cluster last.
-ORDER = ["test_pods", "test_rayservice", "test_rollouts", "test_plan_against_operator", "test_head_loss"]
+ORDER = ["test_pods", "test_rayservice", "test_rollouts", "test_plan_against_operator", "test_head_pod_loss"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
