@@ -170,12 +170,17 @@ def s3_server(tmp_path_factory, server) -> S3Server:
 class Redis:
     """A password-protected redis-server a test started, and redis-cli against it."""
 
-    address: str
+    host: str
+    port: int
     password: str
 
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
     def cli(self, *args: str) -> str:
-        host, port = self.address.rsplit(":", 1)
-        command = ["redis-cli", "-h", host, "-p", port, "--no-auth-warning", "-a", self.password, *args]
+        auth = ["--no-auth-warning", "-a", self.password]
+        command = ["redis-cli", "-h", self.host, "-p", str(self.port), *auth, *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout
 
 
@@ -189,22 +194,12 @@ def redis_at(tmp_path_factory, server):
 
     @contextmanager
     def start(host: str):
-        redis = Redis(f"{host}:{_free_port()}", secrets.token_hex(16))
+        redis = Redis(host, _free_port(), secrets.token_hex(16))
         workdir = tmp_path_factory.mktemp("redis")
-        command = [binary, "--bind", host, "--port", redis.address.rsplit(":", 1)[1]]
-        command += [
-            "--requirepass",
-            redis.password,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ]
-        with server(
-            command, workdir / "redis.log", ready=lambda: redis.cli("ping").strip() == "PONG", timeout_s=10
-        ):
+        command = [binary, "--bind", host, "--port", str(redis.port), "--requirepass", redis.password]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
+        log = workdir / "redis.log"
+        with server(command, log, ready=lambda: redis.cli("ping").strip() == "PONG", timeout_s=10):
             yield redis
 
     return start

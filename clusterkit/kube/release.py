@@ -106,12 +106,26 @@ def app_status(app: str = "mnist", name: str = RELEASE) -> str:
     return apps.get(app, {}).get("status", "")
 
 
+def pods(node_type: str, name: str = RELEASE) -> list[client.V1Pod]:
+    """The active cluster's pods of `node_type` (head or worker), terminating ones included."""
+    active, _ = clusters(name)
+    selector = f"ray.io/cluster={active},ray.io/node-type={node_type}"
+    return client.CoreV1Api(api()).list_namespaced_pod(NAMESPACE, label_selector=selector).items
+
+
+def ready_pods(node_type: str, name: str = RELEASE) -> set[str]:
+    """Names of the active cluster's `node_type` pods that are Ready and not terminating."""
+    return {
+        pod.metadata.name
+        for pod in pods(node_type, name)
+        if pod.metadata.deletion_timestamp is None
+        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    }
+
+
 def head_ip(name: str = RELEASE) -> str:
     """The pod IP of the active cluster's live head (its dashboard listens there on 8265)."""
-    active, _ = clusters(name)
-    selector = f"ray.io/cluster={active},ray.io/node-type=head"
-    pods = client.CoreV1Api(api()).list_namespaced_pod(NAMESPACE, label_selector=selector).items
-    (ip,) = [pod.status.pod_ip for pod in pods if pod.metadata.deletion_timestamp is None]
+    (ip,) = [pod.status.pod_ip for pod in pods("head", name) if pod.metadata.deletion_timestamp is None]
     return ip
 
 

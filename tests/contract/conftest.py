@@ -22,7 +22,6 @@ PORTS = Ports(
     nodes=22000,
     direct_ingress_http=23500,
     direct_ingress_grpc=24500,
-    direct_ingress_size=500,
 )
 
 

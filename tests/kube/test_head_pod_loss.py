@@ -79,30 +79,17 @@ def test_the_head_keeps_gcs_state_in_redis(ha, core):
     assert raycluster["metadata"]["uid"] in ha.cli("--scan")
 
 
-def live_heads(core) -> set[str]:
-    active, _ = release.clusters()
-    pods = core.list_namespaced_pod(
-        release.NAMESPACE, label_selector=f"ray.io/cluster={active},ray.io/node-type=head"
-    ).items
-    return {
-        pod.metadata.name
-        for pod in pods
-        if pod.metadata.deletion_timestamp is None
-        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-    }
-
-
 def test_losing_the_head_pod_under_load(ha, core, serve_url, mnist_test, report):
     active, _ = release.clusters()
-    (head,) = live_heads(core)
+    (head,) = release.ready_pods("head")
     deployed = applications()["mnist"]["last_deployed_time_s"]
     with Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load:
         load.wait_for(200, timeout_s=120)
         lost = time.monotonic()
         core.delete_namespaced_pod(head, release.NAMESPACE)
-        wait_for("the head pod gone", lambda: head not in live_heads(core), 300)
+        wait_for("the head pod gone", lambda: head not in release.ready_pods("head"), 300)
         headless = time.monotonic()
-        replaced = wait_for("a new head pod Ready", lambda: live_heads(core) - {head}, 600)
+        replaced = wait_for("a new head pod Ready", lambda: release.ready_pods("head") - {head}, 600)
         running = replaced + wait_for("the app RUNNING on the new head", app_running, 300)
         back = time.monotonic()
         load.wait_for(500, timeout_s=300)

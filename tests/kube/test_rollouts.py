@@ -58,35 +58,19 @@ def test_a_serve_config_that_cannot_deploy_leaves_the_running_version_answering(
     wait_for("version 2 RUNNING again", lambda: release.app_status() == "RUNNING", 600)
 
 
-def pod_names(core, selector: str) -> set[str]:
-    return {
-        pod.metadata.name
-        for pod in core.list_namespaced_pod(release.NAMESPACE, label_selector=selector).items
-    }
-
-
-def ready_pods(core, selector: str) -> set[str]:
-    pods = core.list_namespaced_pod(release.NAMESPACE, label_selector=selector).items
-    return {
-        pod.metadata.name
-        for pod in pods
-        if pod.metadata.deletion_timestamp is None
-        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-    }
-
-
 def test_a_worker_pod_deleted_under_load(core, serve_url, mnist_test, report):
     active, _ = release.clusters()
-    selector = f"ray.io/cluster={active},ray.io/node-type=worker"
-    (worker,) = ready_pods(core, selector)
+    (worker,) = release.ready_pods("worker")
     with Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load:
         load.wait_for(100, timeout_s=120)
         lost = time.monotonic()
         # An ordinary delete: the kubelet stops the container, then the object goes (a forced delete
         # would drop the object at once and leave the container serving its open connections).
         core.delete_namespaced_pod(worker, release.NAMESPACE)
-        wait_for("the pod gone", lambda: worker not in pod_names(core, selector), 300)
-        replaced = wait_for("a new worker pod Ready", lambda: ready_pods(core, selector) - {worker}, 600)
+        wait_for(
+            "the pod gone", lambda: worker not in {pod.metadata.name for pod in release.pods("worker")}, 300
+        )
+        replaced = wait_for("a new worker pod Ready", lambda: release.ready_pods("worker") - {worker}, 600)
         since = time.monotonic()
 
         def answering_again() -> bool:
