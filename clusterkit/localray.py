@@ -428,6 +428,11 @@ class RayServiceRun:
     rayservice: dict
     cluster: LocalRayCluster
     seconds_to_running: float
+    values: list[Path]
+
+    def rendered(self, sets: dict[str, str]) -> dict:
+        """The RayService these values render with `sets` on top (`helm upgrade --set-json`)."""
+        return helmchart.rayservice(helmchart.render(self.values, sets=sets))
 
     def put(self, config: dict) -> float:
         """PUT a serve config as it is in serveConfigV2 (made local here); when it was sent."""
@@ -476,7 +481,7 @@ def start_rayservice(
     except BaseException:
         cluster.stop()
         raise
-    return RayServiceRun(rayservice, cluster, time.monotonic() - started)
+    return RayServiceRun(rayservice, cluster, time.monotonic() - started, values)
 
 
 STATE = REPO / "artifacts" / "local-cluster.json"

@@ -17,19 +17,35 @@ import boto3
 import pytest
 import requests
 
-from clusterkit.localray import WEIGHTS, LocalRayCluster, ray_env, serve_config, single_node
+from clusterkit.localray import WEIGHTS, LocalRayCluster, Ports, ray_env, serve_config, single_node
+from clusterkit.serveconfig import with_topology
 from mnist_serve import data
+from mnist_serve.config import DEPLOYMENTS
 
 TESTS = Path(__file__).parent
 # Figures the tests measure (times, failed requests), printed at the end of the run.
 FIGURES: list[str] = []
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its layer, from the folder it lives in."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--topology",
+        choices=list(DEPLOYMENTS),
+        default="composed",
+        help="the serve topology the serve and contract suites deploy (the chart's default: composed)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its layer, from the folder it lives in; skip, saying why, what only
+    the composed graph has when the suites run on another topology."""
+    topology = config.getoption("topology")
     for item in items:
         layer = Path(item.fspath).relative_to(TESTS).parts[0]
         item.add_marker(getattr(pytest.mark, layer))
+        if topology != "composed" and item.get_closest_marker("composed"):
+            reason = item.get_closest_marker("composed").args[0]
+            item.add_marker(pytest.mark.skip(reason=f"composed topology only: {reason}"))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -51,7 +67,19 @@ def mnist_test() -> data.MNIST:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> LocalRayCluster:
+def topology(request: pytest.FixtureRequest) -> str:
+    """The topology under test (`--topology`): both must pass the serve and contract suites."""
+    return request.config.getoption("topology")
+
+
+@pytest.fixture(scope="session")
+def app_config(topology: str) -> Callable[[Ports], dict]:
+    """The checked-in serve config in the topology under test, for a cluster's ports."""
+    return lambda ports: with_topology(serve_config(ports), topology)
+
+
+@pytest.fixture(scope="session")
+def cluster(app_config) -> LocalRayCluster:
     if not WEIGHTS.is_file():
         pytest.fail(f"no trained weights at {WEIGHTS}: run `make model` (make test does)")
     # The shipped environment, but a replaced ingress replica drains for 2 s rather than
@@ -60,7 +88,7 @@ def cluster() -> LocalRayCluster:
     cluster = LocalRayCluster(single_node(env))
     cluster.start()
     try:
-        cluster.deploy(serve_config(cluster.ports))
+        cluster.deploy(app_config(cluster.ports))
         cluster.wait_running()
         yield cluster
     finally:
@@ -73,11 +101,11 @@ def base_url(cluster: LocalRayCluster) -> str:
 
 
 @pytest.fixture
-def redeploy(cluster: LocalRayCluster):
+def redeploy(cluster: LocalRayCluster, app_config):
     """Deploy a changed serve config for one test; the original is restored after."""
 
     def apply(change) -> dict:
-        config = serve_config(cluster.ports)
+        config = app_config(cluster.ports)
         change(config)
         started = time.time()
         cluster.deploy(config)
@@ -85,7 +113,7 @@ def redeploy(cluster: LocalRayCluster):
 
     yield apply
     started = time.time()
-    cluster.deploy(serve_config(cluster.ports))
+    cluster.deploy(app_config(cluster.ports))
     cluster.wait_running(since=started)
     assert requests.get(f"{cluster.serve_url}/health", timeout=10).ok
 

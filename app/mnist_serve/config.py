@@ -34,6 +34,8 @@ class ModelSource(Strict):
 
 # The deployments each topology has (a serve config may only configure those).
 DEPLOYMENTS = {"composed": ("Ingress", "Preprocessor", "Classifier"), "fused": ("Ingress",)}
+# The deployment whose replicas hold the model and run its batched forward pass.
+MODEL_DEPLOYMENT = {"composed": "Classifier", "fused": "Ingress"}
 
 
 class Limits(Strict):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from clusterkit import kuberay
+from clusterkit.helmchart import CI_VALUES
 from clusterkit.load import Load
 from clusterkit.localray import Ports, RayServiceRun, start_rayservice
 
@@ -26,11 +27,14 @@ PORTS = Ports(
 
 
 @pytest.fixture(scope="session")
-def bring_up(report):
-    """`with bring_up(values...) as run:` render, start every node, deploy; stop it whatever happens."""
+def bring_up(report, topology):
+    """`with bring_up(values...) as run:` render (in the topology under test), start every node,
+    deploy; stop it whatever happens."""
+    overlay = [] if topology == "composed" else [CI_VALUES / f"{topology}-values.yaml"]
 
     @contextmanager
     def bring_up(*values: Path, env: dict[str, str] | None = None, secrets: dict | None = None):
+        values = (*values, *overlay)
         run = start_rayservice(list(values), ports=PORTS, env=env, secrets=secrets)
         try:
             nodes = ", ".join(f"{n.name} {n.params.get('num-cpus')} CPU" for n in run.cluster.nodes.values())

@@ -12,6 +12,7 @@ from clusterkit.helmchart import CI_VALUES
 from clusterkit.load import Load, failed, summary
 
 VALUES = [CI_VALUES / "kind-values.yaml", Path(__file__).parent / "values" / "autoscaling-values.yaml"]
+pytestmark = pytest.mark.composed("these values autoscale the Classifier; a fused app has only the Ingress")
 
 
 @pytest.fixture(scope="module")

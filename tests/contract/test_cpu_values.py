@@ -11,8 +11,9 @@ import pytest
 import requests
 
 from clusterkit import kuberay
-from clusterkit.helmchart import CI_VALUES, rayservice, render
+from clusterkit.helmchart import CI_VALUES
 from clusterkit.load import failed, summary
+from mnist_serve.config import MODEL_DEPLOYMENT
 
 KIND = CI_VALUES / "kind-values.yaml"
 
@@ -76,16 +77,16 @@ def test_a_broken_config_is_reported_and_the_running_version_keeps_serving(
     run.deploy(kuberay.serve_config(run.rayservice))
 
 
-def test_gitops_rollout_in_place_under_load(run, rollout_under_load, report):
+def test_gitops_rollout_in_place_under_load(run, rollout_under_load, report, topology):
     """A values change that only touches the serve config (batch size, replica count, model
     version) is applied the way KubeRay applies it: one more PUT, under load, nothing lost."""
     change = {
-        "serve.deployments.Classifier.user_config.max_batch_size": "4",
+        f"serve.deployments.{MODEL_DEPLOYMENT[topology]}.user_config.max_batch_size": "4",
         "serve.deployments.Ingress.num_replicas": "3",
         "model.version": '"2"',
     }
     before = run.rayservice
-    after = rayservice(render([KIND], sets=change))
+    after = run.rendered(change)
     # Only serveConfigV2 differs: KubeRay updates in place, no new cluster.
     assert after["spec"]["rayClusterConfig"] == before["spec"]["rayClusterConfig"]
     assert after["spec"]["serveConfigV2"] != before["spec"]["serveConfigV2"]

@@ -14,6 +14,7 @@ from clusterkit.helmchart import CI_VALUES, rayservice, render
 GPU_VALUES = CI_VALUES / "gpu-fractional-values.yaml"
 # Serve reports replicas it cannot place after 30 s by default; 5 s keeps the test short.
 QUICK_WARNINGS = {"RAY_SERVE_SLOW_STARTUP_WARNING_S": "5", "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S": "5"}
+pytestmark = pytest.mark.composed("the GPU pool holds Classifier replicas; fused is for CPU-only clusters")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from clusterkit import kuberay
-from clusterkit.helmchart import CI_VALUES, rayservice, render
+from clusterkit.helmchart import CI_VALUES
 from clusterkit.load import Load, failed, summary
 
 VALUES = [CI_VALUES / "kind-values.yaml", CI_VALUES / "ha-values.yaml"]
@@ -30,7 +30,6 @@ def run(bring_up, redis_server, tmp_path_factory):
     local = tmp_path_factory.mktemp("ha") / "local-redis-values.yaml"
     local.write_text(yaml.safe_dump({"ha": {"redis": {"address": redis_server.address}}}))
     with bring_up(*VALUES, local, secrets={PASSWORD_SECRET: redis_server.password}) as run:
-        run.values = [*VALUES, local]
         yield run
 
 
@@ -38,7 +37,7 @@ def actor_ids(run) -> dict[str, set[str]]:
     """Actor IDs of the live Serve replicas, per deployment class."""
     return {
         name: {a["actor_id"] for a in run.cluster.actors(f"ServeReplica:mnist:{name}")}
-        for name in ("Ingress", "Preprocessor", "Classifier")
+        for name in run.cluster.replicas()
     }
 
 
@@ -89,7 +88,7 @@ def test_losing_the_head_under_load(run, mnist_test, report):
 
 
 def test_a_rollout_after_the_head_came_back(run, mnist_test):
-    after = rayservice(render(run.values, sets={"model.version": '"2"'}))
+    after = run.rendered({"model.version": '"2"'})
     run.deploy(kuberay.serve_config(after))
     response = run.predict(mnist_test.images[:10])
     assert response.status_code == 200 and response.headers["x-model-version"] == "2"

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from clusterkit import kuberay
-from clusterkit.helmchart import CI_VALUES, rayservice, render
+from clusterkit.helmchart import CI_VALUES
 from clusterkit.load import accuracy, failed, summary
 from clusterkit.localray import WEIGHTS
 from mnist_serve.weights import sha256
@@ -28,22 +28,19 @@ def run(bring_up, s3_server, tmp_path_factory):
         yield run
 
 
-def s3_model(key: str, version: str) -> dict:
-    return rayservice(
-        render(
-            [KIND],
-            sets={
-                "model.uri": f'"s3://{BUCKET}/{key}"',
-                "model.version": f'"{version}"',
-                "model.sha256": f'"{sha256(WEIGHTS)}"',
-            },
-        )
+def s3_model(run, key: str, version: str) -> dict:
+    return run.rendered(
+        {
+            "model.uri": f'"s3://{BUCKET}/{key}"',
+            "model.version": f'"{version}"',
+            "model.sha256": f'"{sha256(WEIGHTS)}"',
+        }
     )
 
 
 def test_a_missing_object_is_refused_and_the_running_version_keeps_serving(run, mnist_test):
     with pytest.raises(RuntimeError, match="model weights not found at s3://mnist-models/v9/mnist_cnn.pt"):
-        run.deploy(kuberay.serve_config(s3_model("v9/mnist_cnn.pt", "9")))
+        run.deploy(kuberay.serve_config(s3_model(run, "v9/mnist_cnn.pt", "9")))
     try:
         response = run.predict(mnist_test.images[:10])
         assert response.status_code == 200 and response.headers["x-model-version"] == "1"
@@ -52,7 +49,7 @@ def test_a_missing_object_is_refused_and_the_running_version_keeps_serving(run, 
 
 
 def test_rollout_from_file_to_s3_under_load(run, rollout_under_load, report):
-    after = s3_model("v2/mnist_cnn.pt", "2")
+    after = s3_model(run, "v2/mnist_cnn.pt", "2")
     assert after["spec"]["rayClusterConfig"] == run.rayservice["spec"]["rayClusterConfig"]
     load, started, rolled = rollout_under_load(run, after)
     outcomes, late = load.between(), load.between(rolled + 1)

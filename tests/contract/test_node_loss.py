@@ -11,6 +11,7 @@ import pytest
 
 from clusterkit.helmchart import CI_VALUES
 from clusterkit.load import Load, failed, summary
+from mnist_serve.config import MODEL_DEPLOYMENT
 
 VALUES = [CI_VALUES / "kind-values.yaml", Path(__file__).parent / "values" / "two-workers-values.yaml"]
 
@@ -34,16 +35,16 @@ def recovered(run, lost: str) -> bool:
     return True
 
 
-def test_losing_a_worker_under_load(run, mnist_test, report):
-    # The victim: the worker that runs the Classifier, so the whole pipeline is hit.
-    (classifier_node,) = run.placement()["Classifier"]
-    victim = next(name for name in ("cpu-0", "cpu-1") if run.cluster.node_id(name) == classifier_node)
+def test_losing_a_worker_under_load(run, mnist_test, report, topology):
+    # The victim: a worker that runs the model, so the whole pipeline is hit.
+    model_node = min(run.placement()[MODEL_DEPLOYMENT[topology]])
+    victim = next(name for name in ("cpu-0", "cpu-1") if run.cluster.node_id(name) == model_node)
     with Load(run.cluster.serve_url, mnist_test.images, mnist_test.labels, clients=8) as load:
         load.wait_for(200)
         lost = time.monotonic()
         run.cluster.kill_node(victim)
         deadline = lost + 180
-        while not recovered(run, classifier_node):
+        while not recovered(run, model_node):
             assert time.monotonic() < deadline, f"not recovered 180 s after losing {victim}"
             time.sleep(0.5)
         back = time.monotonic()
@@ -55,8 +56,8 @@ def test_losing_a_worker_under_load(run, mnist_test, report):
         load.wait_for(500)
     during, after = load.between(lost, back), load.between(settled)
     report(
-        f"node loss ({victim}, with the Classifier): Serve recovered in {back - lost:.1f} s; "
-        f"during: {summary(during)}; after: {summary(after)}"
+        f"node loss ({victim}, with the {MODEL_DEPLOYMENT[topology]}): "
+        f"Serve recovered in {back - lost:.1f} s; during: {summary(during)}; after: {summary(after)}"
     )
     assert failed(after) == []
     assert len(after) >= 500

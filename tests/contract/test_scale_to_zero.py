@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import requests
 
 from clusterkit.helmchart import CI_VALUES
 
 VALUES = [CI_VALUES / "kind-values.yaml", Path(__file__).parent / "values" / "scale-to-zero-values.yaml"]
+pytestmark = pytest.mark.composed("only a Classifier behind the Ingress can scale to zero")
 
 
 def test_a_request_while_the_classifier_starts_from_zero(bring_up, mnist_test, report):

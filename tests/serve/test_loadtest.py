@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from clusterkit.localray import REPO
+from mnist_serve.config import DEPLOYMENTS
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +50,13 @@ def test_every_format_was_sent_and_checked_without_failures(results):
         assert int(rows[("CHECK", f"{fmt} labels")]["Request Count"]) == digits * int(http["Request Count"])
 
 
-def test_report_plots_and_gate_are_written(results):
+def test_report_plots_and_gate_are_written(results, topology):
     out, stdout = results
     assert (out / "report.html").stat().st_size > 10_000
     for plot in ("throughput", "latency", "failures", "replicas"):
         assert (out / f"locust_{plot}.png").stat().st_size > 5_000
     replicas = list(csv.DictReader((out / "locust_replicas.csv").open()))
-    assert {r["deployment"] for r in replicas} == {"Ingress", "Preprocessor", "Classifier"}
+    assert {r["deployment"] for r in replicas} == set(DEPLOYMENTS[topology])
     assert "SLO gate over" in stdout and "FAIL" not in stdout
 
 

@@ -1,5 +1,6 @@
 """Both topologies from the one serve config answer alike: `composed` (Ingress → Preprocessor →
-Classifier, the suite's default) and `fused` (the model inside each Ingress replica)."""
+Classifier) and `fused` (the model inside each Ingress replica), whichever the suite runs
+(`--topology`; each passes the whole serve and contract suites on its own)."""
 
 from __future__ import annotations
 
@@ -14,35 +15,35 @@ from test_batching import batch_sizes_under_load
 from clusterkit.localray import serve_config
 from clusterkit.serveconfig import with_topology
 from mnist_serve import client
-from mnist_serve.config import DEPLOYMENTS
+from mnist_serve.config import DEPLOYMENTS, MODEL_DEPLOYMENT
 
 
 @pytest.fixture(scope="module", params=list(DEPLOYMENTS))
-def topology(request, cluster) -> str:
+def each_topology(request, cluster, app_config) -> str:
     started = time.time()
     cluster.deploy(with_topology(serve_config(cluster.ports), request.param))
     cluster.wait_running(since=started)
     yield request.param
     started = time.time()
-    cluster.deploy(serve_config(cluster.ports))
+    cluster.deploy(app_config(cluster.ports))
     cluster.wait_running(since=started)
 
 
-def test_only_the_topologys_deployments_run(cluster, topology):
-    assert set(cluster.replicas()) == set(DEPLOYMENTS[topology])
+def test_only_the_topologys_deployments_run(cluster, each_topology):
+    assert set(cluster.replicas()) == set(DEPLOYMENTS[each_topology])
 
 
 @pytest.mark.parametrize("fmt", client.FORMATS)
-def test_every_format_classifies(cluster, topology, mnist_test, fmt):
+def test_every_format_classifies(cluster, each_topology, mnist_test, fmt):
     predicted = classify_all(cluster.serve_url, fmt, mnist_test.images[:1000])
     assert (predicted == mnist_test.labels[:1000]).mean() >= 0.98
 
 
-def test_a_request_larger_than_a_batch_goes_as_several_forward_passes(cluster, topology, mnist_test):
+def test_a_request_larger_than_a_batch_goes_as_several_forward_passes(cluster, each_topology, mnist_test):
     """max_batch_size counts images: a request of more is split, never refused or overrun."""
-    config = with_topology(serve_config(cluster.ports), topology)
-    batched = [d for d in config["applications"][0]["deployments"] if "user_config" in d]
-    forward_max = batched[-1]["user_config"]["max_batch_size"]  # the deployment that runs the model
+    config = with_topology(serve_config(cluster.ports), each_topology)
+    deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
+    forward_max = deployments[MODEL_DEPLOYMENT[each_topology]]["user_config"]["max_batch_size"]
     request = client.encode("raw", mnist_test.images[:256])
     url = cluster.serve_url + request.path
     reply = requests.post(url, data=request.body, headers=request.headers, timeout=60)
@@ -51,6 +52,6 @@ def test_a_request_larger_than_a_batch_goes_as_several_forward_passes(cluster, t
     assert int(reply.headers["x-batch-size"]) <= forward_max < 256
 
 
-def test_concurrent_requests_share_forward_passes(cluster, topology, mnist_test):
+def test_concurrent_requests_share_forward_passes(cluster, each_topology, mnist_test):
     sizes = batch_sizes_under_load(cluster.serve_url, mnist_test.images[:1])
     assert max(sizes) > 1
