@@ -110,3 +110,8 @@ class Ingress(GRPCInferenceService):
 
     def reconfigure(self, user_config: dict) -> None:
         self.dataplane.reconfigure(Batching.model_validate(user_config))
+
+    def check_health(self) -> None:
+        """Fused: Ray restarts a replica whose model can no longer run a forward pass (and the
+        check keeps the model-version gauge alive)."""
+        self.dataplane.model.check_health()

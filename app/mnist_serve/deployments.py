@@ -155,6 +155,9 @@ class Composed:
     async def model_version(self) -> str:
         return await self.classifier.model_version.remote()
 
+    def check_health(self) -> None:
+        """Nothing here: each Classifier replica runs its own check."""
+
 
 class Fused:
     """The ingress's model in its own process: no hop between deployments (CPU-only clusters)."""
@@ -175,3 +178,6 @@ class Fused:
 
     async def model_version(self) -> str:
         return self.model.version
+
+    def check_health(self) -> None:
+        self.model.check_health()

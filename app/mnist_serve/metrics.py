@@ -5,9 +5,9 @@ beside Serve's own `ray_serve_*` series; Serve adds the `deployment`, `replica` 
 `application` labels. The README's metrics table documents names and labels.
 
 Two hooks, both protocol-agnostic:
-- `RequestMetrics`, an ASGI middleware on the ingress app: requests by route, format and
-  status, rejections by reason, and images per route and format (counted by `count_images`
-  wherever a request's pixels have been decoded);
+- `RequestMetrics`, an ASGI middleware on the ingress app, and `rpc`, its gRPC counterpart
+  around each OIP RPC: requests by route, format and status, rejections by reason, and images
+  per route and format (counted by `count_images` wherever a request's pixels are decoded);
 - `ClassifierMetrics`, created by the classifier: images per forward pass and the model version
   (refreshed by its health check).
 Metric objects are created on first use, inside the replica, where Serve's tags are known.
@@ -15,6 +15,7 @@ Metric objects are created on first use, inside the replica, where Serve's tags 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from contextvars import ContextVar
 
@@ -67,6 +68,34 @@ def count_images(n: int) -> None:
         counter[0] += n
 
 
+def _record(route: str, method: str, body_format: str, status: int, images: int) -> None:
+    requests, image_counter, rejected = _ingress()
+    requests.inc(tags={"route": route, "method": method, "format": body_format, "status": str(status)})
+    if images:
+        image_counter.inc(images, tags={"route": route, "format": body_format})
+    if status in REASONS:
+        rejected.inc(tags={"route": route, "reason": REASONS[status]})
+
+
+@contextlib.contextmanager
+def rpc(name: str):
+    """Around one OIP gRPC call: recorded as route `/inference.GRPCInferenceService/<name>`,
+    method `gRPC`, format `grpc`, with the HTTP status its outcome maps to (an error's `status`,
+    200 when it returns)."""
+    images = [0]
+    token = _images.set(images)
+    status = 500
+    try:
+        yield
+        status = 200
+    except Exception as exc:
+        status = getattr(exc, "status", 500)
+        raise
+    finally:
+        _images.reset(token)
+        _record(f"/inference.GRPCInferenceService/{name}", "gRPC", "grpc", status, images[0])
+
+
 class RequestMetrics:
     """ASGI middleware: one requests sample per HTTP request, plus images and rejections.
 
@@ -98,18 +127,11 @@ class RequestMetrics:
 
     @staticmethod
     def _record(scope, status: int, images: int) -> None:
-        requests, image_counter, rejected = _ingress()
         # The matched route's template (bounded cardinality), set on the scope by the router.
         route = getattr(scope.get("route"), "path", "unmatched")
         content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
         body_format = FORMATS.get(content_type.decode("latin-1"), "other" if content_type else "none")
-        requests.inc(
-            tags={"route": route, "method": scope["method"], "format": body_format, "status": str(status)}
-        )
-        if images:
-            image_counter.inc(images, tags={"route": route, "format": body_format})
-        if status in REASONS:
-            rejected.inc(tags={"route": route, "reason": REASONS[status]})
+        _record(route, scope["method"], body_format, status, images)
 
 
 class ClassifierMetrics:

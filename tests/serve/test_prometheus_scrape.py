@@ -15,16 +15,20 @@ from pathlib import Path
 
 import pytest
 import requests
+import tritonclient.grpc as grpcclient
 import yaml
+from tritonclient.utils import InferenceServerException
 
 from clusterkit.helmchart import CHART, by_kind, render
 from clusterkit.localray import REPO
+from mnist_serve.signature import INPUT, MODEL_NAME, PIXELS
 
 DASHBOARD = json.loads((CHART / "files" / "dashboard.json").read_text())
 NAMESPACE = "serving"  # the label the PodMonitor's namespace gives every series in a cluster
 # Panels of metrics only GPU nodes export: checked to exist in Ray's source, not queried.
 GPU_PANELS = {"GPU utilization per node (GPU nodes only)"}
 METRIC = re.compile(r"\b(ray_[a-z0-9_]+)\b")
+GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def targets() -> list[tuple[str, str]]:
@@ -80,8 +84,9 @@ def query(prometheus: str, expr: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def load(cluster, prometheus, tmp_path_factory, report):
-    """A short Locust run of every format, a few refused requests, then Ray's next export."""
+def load(cluster, prometheus, mnist_test, tmp_path_factory, report):
+    """A short Locust run of every format, a few refused requests and gRPC calls, then Ray's next
+    export."""
     out = tmp_path_factory.mktemp("loadtest")
     started = time.monotonic()
     run = subprocess.run(
@@ -95,11 +100,22 @@ def load(cluster, prometheus, tmp_path_factory, report):
         "invalid_input": requests.post(f"{cluster.serve_url}/predict", json={"image": [[1, 2]]}, timeout=10),
     }
     assert [r.status_code for r in refused.values()] == [415, 422]
+    # OIP over gRPC, counted as the HTTP routes are: 8 digits classified, an unknown model refused.
+    with grpcclient.InferenceServerClient(cluster.grpc_url) as oip:
+        pixels = grpcclient.InferInput(INPUT.name, [8, PIXELS], "UINT8")
+        pixels.set_data_from_numpy(mnist_test.images[:8].reshape(8, PIXELS))
+        assert oip.infer(MODEL_NAME, [pixels]).as_numpy("label").shape == (8,)
+        with pytest.raises(InferenceServerException, match="unknown model"):
+            oip.infer("resnet", [pixels])
     # Ray exports every 10 s and Prometheus scrapes every 2 s: wait until the refusals, the last
     # things sent, are in several scrapes (a rate needs two samples).
     deadline = time.monotonic() + 90
-    reasons = 'ray_mnist_serve_rejected_requests_total{reason=~"unsupported_media_type|invalid_input"}'
-    while len(query(prometheus, f"count_over_time({reasons}[2m]) >= 3")) < 2:
+    rejected = "ray_mnist_serve_rejected_requests_total"
+    held = [
+        f'count by (reason) (count_over_time({rejected}{{reason="{reason}"}}[2m]) >= 3)'
+        for reason in ("unsupported_media_type", "invalid_input")
+    ] + [f'count_over_time({rejected}{{route="{GRPC_INFER}", reason="unknown_model"}}[2m]) >= 3']
+    while not all(query(prometheus, expr) for expr in held):
         assert time.monotonic() < deadline, "the refused requests never reached Prometheus"
         time.sleep(2)
     report(f"observability: Locust run + first scrape holding it in {time.monotonic() - started:.0f} s")
@@ -124,9 +140,11 @@ def test_prometheus_scrapes_every_metric_family_under_load(prometheus, load, rep
         time.sleep(2)
     assert float(counted["value"][1]) >= locust
     formats = {r["metric"]["format"] for r in query(prometheus, "ray_mnist_serve_images_total")}
-    assert {"json", "raw", "png"} <= formats
+    assert {"json", "raw", "png", "grpc"} <= formats
     routes = {r["metric"]["route"] for r in query(prometheus, "ray_mnist_serve_requests_total")}
-    assert {"/", "/predict", "/v2/models/{model_name}/infer"} <= routes
+    assert {"/", "/predict", "/v2/models/{model_name}/infer", GRPC_INFER} <= routes
+    (grpc,) = query(prometheus, f'sum(ray_mnist_serve_images_total{{route="{GRPC_INFER}"}})')
+    assert float(grpc["value"][1]) >= 8
     (version,) = query(prometheus, "count by (model_version) (ray_mnist_serve_model_info)")
     assert version["metric"]["model_version"] == "1"
     (samples,) = query(prometheus, 'scrape_samples_scraped{job="ray"}')

@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 import grpc
 from google.protobuf.message import Message
 
-from mnist_serve import decoding
+from mnist_serve import decoding, metrics
 from mnist_serve.decoding import InputError
 from mnist_serve.protocol import oip
 from mnist_serve.protocol.dataplane import DataPlane
@@ -33,10 +33,11 @@ _CODES = {
 _CONTENTS = {"FP32": "fp32_contents", "UINT8": "uint_contents"}
 
 
-async def _answer(grpc_context, reply: Awaitable[Message], empty: Message) -> Message:
-    """The reply, or `empty` with the gRPC status an `InputError` maps to."""
+async def _answer(grpc_context, name: str, reply: Awaitable[Message], empty: Message) -> Message:
+    """The reply of RPC `name`, or `empty` with the gRPC status an `InputError` maps to."""
     try:
-        return await reply
+        with metrics.rpc(name):
+            return await reply
     except InputError as exc:
         grpc_context.set_code(_CODES.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT))
         grpc_context.set_details(str(exc))
@@ -71,10 +72,10 @@ class GRPCInferenceService:
             oip.check_version(request.version, served)
             return pb.ModelMetadataResponse(**oip.model_metadata(served))
 
-        return await _answer(grpc_context, reply(), pb.ModelMetadataResponse())
+        return await _answer(grpc_context, "ModelMetadata", reply(), pb.ModelMetadataResponse())
 
     async def ModelInfer(self, request: pb.ModelInferRequest, grpc_context) -> pb.ModelInferResponse:  # noqa: N802
-        return await _answer(grpc_context, self._infer(request), pb.ModelInferResponse())
+        return await _answer(grpc_context, "ModelInfer", self._infer(request), pb.ModelInferResponse())
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         oip.check_model(request.model_name)
