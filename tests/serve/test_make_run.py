@@ -1,5 +1,6 @@
-"""`make run`: it starts again after a hard stop (SIGKILL of its whole process group), and it serves
-a model from an object store (MODEL_URI, MODEL_VERSION) with the version on every answer.
+"""`make run`: it starts again after a hard stop (SIGKILL of its whole process group), NVIDIA's Triton
+clients classify with their defaults against it, and it serves a model from an object store
+(MODEL_URI, MODEL_VERSION) with the version on every answer.
 
 What a killed run leaves behind keeps answering on :8000 (its proxy reloads HAProxy) until the
 next run ends it, which happens only after `make run` has checked the model: an answer counts
@@ -17,10 +18,14 @@ import numpy as np
 import psutil
 import pytest
 import requests
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from test_triton_clients import accuracy
 
 from clusterkit.localray import REPO, WEIGHTS
 from clusterkit.processes import describe, tagged
 from clusterkit.serverun import STATE
+from mnist_serve.signature import INPUT
 
 URL = "http://127.0.0.1:8000"
 PORTS = (8000, 8404, 9101)  # serve and Ray's HAProxy stats/metrics defaults, as `make run` uses them
@@ -126,6 +131,23 @@ def test_run_starts_again_after_its_process_group_is_killed(tmp_path, mnist_test
     ended = sorted(pid for pid in set(left.values()) if f"pid {pid} " in output)
     report(f"leftovers the next make run ended: {ended or 'none'} (any other had exited by itself)")
     assert not [pid for pid in left.values() if psutil.pid_exists(pid)], "a leftover outlived the next run"
+    assert not listeners(), f"still listening after Ctrl-C: {listeners()}"
+
+
+def test_triton_clients_classify_with_their_defaults(tmp_path, mnist_test, report):
+    """The README's promise: tritonclient.http (binary tensors) on :8000 and tritonclient.grpc on
+    :9000, as a user points them at `make run`, on the model's declared input."""
+    assert not listeners(), f"ports {PORTS} must be free for this test: {listeners()}"
+    with (tmp_path / "run.log").open("w") as log:
+        run = Run(log)
+    try:
+        wait_answering(run, mnist_test.images[:10])
+        with httpclient.InferenceServerClient("127.0.0.1:8000") as http:
+            report("make run, " + accuracy("http", http, mnist_test, INPUT.datatype, "image"))
+        with grpcclient.InferenceServerClient("127.0.0.1:9000") as grpc:
+            report("make run, " + accuracy("grpc", grpc, mnist_test, INPUT.datatype, "image"))
+    finally:
+        stop(run)
     assert not listeners(), f"still listening after Ctrl-C: {listeners()}"
 
 
