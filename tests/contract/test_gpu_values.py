@@ -9,7 +9,7 @@ import time
 import pytest
 
 from clusterkit import kuberay
-from clusterkit.helmchart import CI_VALUES, rayservice, render
+from clusterkit.helmchart import CI_VALUES
 
 GPU_VALUES = CI_VALUES / "gpu-fractional-values.yaml"
 # Serve reports replicas it cannot place after 30 s by default; 5 s keeps the test short.
@@ -40,11 +40,7 @@ def test_four_classifiers_share_the_one_gpu_node(run, mnist_test):
 
 def test_one_replica_more_than_fits_stays_pending_with_the_reason(run, mnist_test, report):
     autoscaling = "serve.deployments.Classifier.autoscaling_config"
-    five = rayservice(
-        render(
-            [GPU_VALUES], sets={f"{autoscaling}.min_replicas": "5", f"{autoscaling}.initial_replicas": "5"}
-        )
-    )
+    five = run.rendered({f"{autoscaling}.min_replicas": "5", f"{autoscaling}.initial_replicas": "5"})
     run.put(kuberay.serve_config(five))
     deadline = time.monotonic() + 90
     while "Resources required" not in (message := classifier_message(run)):

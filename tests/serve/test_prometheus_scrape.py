@@ -17,11 +17,12 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 import yaml
+from test_triton_clients import tensor
 from tritonclient.utils import InferenceServerException
 
 from clusterkit.helmchart import CHART, by_kind, render
 from clusterkit.localray import REPO
-from mnist_serve.signature import INPUT, MODEL_NAME, PIXELS
+from mnist_serve.signature import MODEL_NAME
 
 DASHBOARD = json.loads((CHART / "files" / "dashboard.json").read_text())
 NAMESPACE = "serving"  # the label the PodMonitor's namespace gives every series in a cluster
@@ -102,8 +103,7 @@ def load(cluster, prometheus, mnist_test, tmp_path_factory, report):
     assert [r.status_code for r in refused.values()] == [415, 422]
     # OIP over gRPC, counted as the HTTP routes are: 8 digits classified, an unknown model refused.
     with grpcclient.InferenceServerClient(cluster.grpc_url) as oip:
-        pixels = grpcclient.InferInput(INPUT.name, [8, PIXELS], "UINT8")
-        pixels.set_data_from_numpy(mnist_test.images[:8].reshape(8, PIXELS))
+        pixels = tensor(grpcclient, mnist_test.images[:8], "UINT8", "flat")
         assert oip.infer(MODEL_NAME, [pixels]).as_numpy("label").shape == (8,)
         with pytest.raises(InferenceServerException, match="unknown model"):
             oip.infer("resnet", [pixels])

@@ -1,6 +1,6 @@
 """Both topologies from the one serve config answer alike: `composed` (Ingress → Preprocessor →
 Classifier) and `fused` (the model inside each Ingress replica), whichever the suite runs
-(`--topology`; each passes the whole serve and contract suites on its own)."""
+(`--topology`; each runs the whole serve and contract suites on its own)."""
 
 from __future__ import annotations
 
