@@ -2,7 +2,8 @@
 replaces it and nothing fails after. Composed, the Ingress answers for its lost Classifier with a
 retryable 503 + Retry-After, never a 500. Fused, the lost replica is the ingress itself: its
 requests in flight end as Ray's HAProxy ends them, a reset or "500 Internal Server Error" (its 502
-rewritten; `retry-on` cannot replay a request already sent), which the README states."""
+rewritten by `errorfile`; its `retry-on` defaults to conn-failure, which cannot replay a request
+already sent: ray 2.60.0, ray/serve/_private/haproxy_templates.py), which the README states."""
 
 from __future__ import annotations
 
