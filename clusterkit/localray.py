@@ -208,6 +208,8 @@ class LocalRayCluster(RayDashboard):
         # Ray's unix socket paths must stay short: a fresh dir directly under /tmp (not
         # pytest's deep tmp_path). Its logs are left there for diagnosis.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="mnist-serve-", dir="/tmp"))
+        # Where a successful `ray start` records the GCS address (ray._private.utils.write_ray_address).
+        self.address_record = self.temp_dir / "ray_current_cluster"
         assert nodes and nodes[0].is_head and not any(n.is_head for n in nodes[1:]), "the head comes first"
         self.nodes = {node.name: node for node in nodes}
         self.index = {node.name: i for i, node in enumerate(nodes)}
@@ -339,12 +341,14 @@ class LocalRayCluster(RayDashboard):
         """KubeRay recreating a lost pod: the same node started again, with the same environment
         (for the head, the same GCS fault tolerance settings); waits until it has joined.
         Returns how many starts it took."""
-        if self.nodes[name].is_head:
-            # A new pod starts with an empty /tmp/ray. Here the old head's record of its address
-            # would remain, and with the workers' raylets (other pods in Kubernetes) naming that
-            # address, `ray start --head` takes it for a cluster already running and refuses.
-            (self.temp_dir / "ray_current_cluster").unlink(missing_ok=True)
         for attempt in range(1, attempts + 1):
+            if self.nodes[name].is_head:
+                # A new pod starts with an empty /tmp/ray. Here the record of the address that
+                # the last successful `ray start` wrote (the old head's, or a failed attempt's
+                # whose raylet died after) would remain, and with the workers' raylets (other
+                # pods in Kubernetes) naming that address, `ray start --head` takes it for a
+                # cluster already running and refuses (ray/scripts/scripts.py, "Fail early").
+                self.address_record.unlink(missing_ok=True)
             self.start_node(name)
             try:
                 if self.nodes[name].is_head:
@@ -389,13 +393,17 @@ class LocalRayCluster(RayDashboard):
                 raise TimeoutError(f"{len(alive)} of {count} Ray nodes alive after {timeout_s}s")
             time.sleep(0.5)
 
-    def node_id(self, name: str) -> str:
-        """The Ray node ID of one of our nodes (read from its raylet's command line)."""
+    def raylet(self, name: str) -> psutil.Process:
+        """The raylet of one of our nodes."""
         for proc in psutil.Process(self.processes[name].pid).children(recursive=True):
             if proc.name() == "raylet":
-                (arg,) = [a for a in proc.cmdline() if a.startswith("--node_id=")]
-                return arg.removeprefix("--node_id=")
+                return proc
         raise LookupError(f"node {name} has no raylet")
+
+    def node_id(self, name: str) -> str:
+        """The Ray node ID of one of our nodes (read from its raylet's command line)."""
+        (arg,) = [a for a in self.raylet(name).cmdline() if a.startswith("--node_id=")]
+        return arg.removeprefix("--node_id=")
 
     def kill_node(self, name: str) -> None:
         """Lose a node at once, as when its pod or machine dies: SIGKILL to all it started."""
@@ -444,10 +452,10 @@ class RayServiceRun:
         """PUT a serve config and wait until every application is RUNNING."""
         return self.cluster.wait_running(timeout_s=300, since=self.put(config))
 
-    def predict(self, images: np.ndarray) -> requests.Response:
-        """Raw uint8 images to /predict through the head's serve port."""
+    def predict(self, images: np.ndarray, node: str = "head") -> requests.Response:
+        """Raw uint8 images to /predict through one node's serve proxy (the head's by default)."""
         return requests.post(
-            f"{self.cluster.serve_url}/predict",
+            f"{self.cluster.proxy_url(node)}/predict",
             data=images.tobytes(),
             headers={"Content-Type": "application/octet-stream"},
             timeout=30,
