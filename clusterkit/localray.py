@@ -326,6 +326,13 @@ class LocalRayCluster(RayDashboard):
         """Start one node (again, after `kill_node`: KubeRay recreating a lost pod)."""
         node = self.nodes[name]
         self._check_ports_free([node])
+        if node.is_head:
+            # A new pod starts with an empty /tmp/ray. Here the record of the address that the
+            # last successful `ray start` wrote (the lost head's, or one that crashed after
+            # starting) would remain, and with the workers' raylets (other pods in Kubernetes)
+            # naming that address, `ray start --head` takes it for a cluster already running
+            # and refuses (ray/scripts/scripts.py, "Fail early").
+            self.address_record.unlink(missing_ok=True)
         log = (self.temp_dir / f"ray-start-{name}.log").open("a")
         self.processes[name] = subprocess.Popen(
             self._command(node),
@@ -342,13 +349,6 @@ class LocalRayCluster(RayDashboard):
         (for the head, the same GCS fault tolerance settings); waits until it has joined.
         Returns how many starts it took."""
         for attempt in range(1, attempts + 1):
-            if self.nodes[name].is_head:
-                # A new pod starts with an empty /tmp/ray. Here the record of the address that
-                # the last successful `ray start` wrote (the old head's, or a failed attempt's
-                # whose raylet died after) would remain, and with the workers' raylets (other
-                # pods in Kubernetes) naming that address, `ray start --head` takes it for a
-                # cluster already running and refuses (ray/scripts/scripts.py, "Fail early").
-                self.address_record.unlink(missing_ok=True)
             self.start_node(name)
             try:
                 if self.nodes[name].is_head:
@@ -393,17 +393,13 @@ class LocalRayCluster(RayDashboard):
                 raise TimeoutError(f"{len(alive)} of {count} Ray nodes alive after {timeout_s}s")
             time.sleep(0.5)
 
-    def raylet(self, name: str) -> psutil.Process:
-        """The raylet of one of our nodes."""
-        for proc in psutil.Process(self.processes[name].pid).children(recursive=True):
-            if proc.name() == "raylet":
-                return proc
-        raise LookupError(f"node {name} has no raylet")
-
     def node_id(self, name: str) -> str:
         """The Ray node ID of one of our nodes (read from its raylet's command line)."""
-        (arg,) = [a for a in self.raylet(name).cmdline() if a.startswith("--node_id=")]
-        return arg.removeprefix("--node_id=")
+        for proc in psutil.Process(self.processes[name].pid).children(recursive=True):
+            if proc.name() == "raylet":
+                (arg,) = [a for a in proc.cmdline() if a.startswith("--node_id=")]
+                return arg.removeprefix("--node_id=")
+        raise LookupError(f"node {name} has no raylet")
 
     def kill_node(self, name: str) -> None:
         """Lose a node at once, as when its pod or machine dies: SIGKILL to all it started."""
