@@ -67,7 +67,7 @@ class Load:
                 batch_size = int(response.headers["x-batch-size"]) if response.ok else None
                 error = "" if response.ok else response.text[:200]
             except requests.RequestException as exc:
-                status, correct, version, batch_size, error = 0, 0, None, None, type(exc).__name__
+                status, correct, version, batch_size, error = 0, 0, None, None, root_cause(exc)
             outcome = Outcome(
                 started, time.monotonic() - started, status, correct, self.batch, version, batch_size, error
             )
@@ -98,6 +98,13 @@ class Load:
             time.sleep(0.1)
 
 
+def root_cause(exc: BaseException) -> str:
+    """What really failed under requests' wrapping: 'ConnectionRefusedError: [Errno 111] ...'."""
+    while exc.__cause__ or exc.__context__:
+        exc = exc.__cause__ or exc.__context__
+    return f"{type(exc).__name__}: {exc}"
+
+
 def failed(outcomes: list[Outcome]) -> list[Outcome]:
     """Requests that got no successful HTTP answer."""
     return [o for o in outcomes if o.status != 200]
@@ -109,8 +116,10 @@ def accuracy(outcomes: list[Outcome]) -> float:
 
 
 def summary(outcomes: list[Outcome]) -> str:
-    """A line for the report: requests, failures by status, accuracy."""
+    """A line for the report: requests, failures by status (with the first answer of each, so a
+    failed run says what it got back), accuracy."""
     bad = failed(outcomes)
-    statuses = {s: sum(1 for o in bad if o.status == s) for s in sorted({o.status for o in bad})}
-    by_status = f" {statuses}" if statuses else ""
+    first = {o.status: o.error for o in reversed(bad)}
+    by_status = ", ".join(f"{s}: {sum(o.status == s for o in bad)} {first[s][:80]!r}" for s in sorted(first))
+    by_status = f" {{{by_status}}}" if bad else ""
     return f"{len(outcomes)} requests, {len(bad)} failed{by_status}, accuracy {accuracy(outcomes):.3f}"
