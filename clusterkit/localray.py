@@ -370,6 +370,27 @@ class LocalRayCluster(RayDashboard):
             return self.serve_url
         return f"http://127.0.0.1:{self.ports.node(self.index[name])['worker-proxy-http']}"
 
+    def wait_ready(self, names: list[str], timeout_s: float = 120) -> None:
+        """Wait until these nodes' serve proxies pass KubeRay's worker readiness probe (`GET
+        :8000/-/healthz`, FACTS.md): only then is a pod an endpoint of the serve Service. Ray
+        starts a proxy where replicas land, so after the app is RUNNING; until its routes
+        arrive it answers requests 404 and its health check 503."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            waiting = {}
+            for name in names:
+                try:
+                    response = requests.get(f"{self.proxy_url(name)}/-/healthz", timeout=2)
+                    if not response.ok:
+                        waiting[name] = f"{response.status_code} {response.text[:80]!r}"
+                except requests.RequestException as exc:
+                    waiting[name] = type(exc).__name__
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"serve proxies not ready after {timeout_s}s: {waiting}")
+            time.sleep(0.5)
+
     def _head_alive(self) -> None:
         head = self.processes["head"]
         if head.poll() is not None:

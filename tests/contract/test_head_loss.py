@@ -53,6 +53,7 @@ def test_the_head_runs_with_gcs_state_in_redis(run, redis_server):
 def test_losing_the_head_under_load(run, mnist_test, report):
     workers = [name for name, node in run.cluster.nodes.items() if not node.is_head]
     urls = [run.cluster.proxy_url(name) for name in workers]
+    run.cluster.wait_ready(workers)  # the serve Service's endpoints
     apps_before = run.cluster.details()["applications"]
     replicas_before, actors_before = run.cluster.replicas(), actor_ids(run)
     deployed_before = apps_before["mnist"]["last_deployed_time_s"]
