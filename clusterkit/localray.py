@@ -30,6 +30,7 @@ import yaml
 
 from clusterkit import helmchart, kuberay
 from clusterkit.kuberay import Node
+from clusterkit.load import root_cause
 from clusterkit.processes import TAG, end_tagged
 
 REPO = Path(__file__).resolve().parents[1]
@@ -372,9 +373,9 @@ class LocalRayCluster(RayDashboard):
 
     def wait_ready(self, names: list[str], timeout_s: float = 120) -> None:
         """Wait until these nodes' serve proxies pass KubeRay's worker readiness probe (`GET
-        :8000/-/healthz`, FACTS.md): only then is a pod an endpoint of the serve Service. Ray
-        starts a proxy where replicas land, so after the app is RUNNING; until its routes
-        arrive it answers requests 404 and its health check 503."""
+        :8000/-/healthz`, ray-operator/controllers/ray/common/pod.go; FACTS.md): only then is a
+        pod an endpoint of the serve Service. Ray starts a proxy where replicas land, so after
+        the app is RUNNING; until its routes arrive it answers requests 404 and its health check 503."""
         deadline = time.monotonic() + timeout_s
         while True:
             waiting = {}
@@ -384,7 +385,7 @@ class LocalRayCluster(RayDashboard):
                     if not response.ok:
                         waiting[name] = f"{response.status_code} {response.text[:80]!r}"
                 except requests.RequestException as exc:
-                    waiting[name] = type(exc).__name__
+                    waiting[name] = root_cause(exc)
             if not waiting:
                 return
             if time.monotonic() > deadline:
