@@ -1,16 +1,22 @@
-"""What a one-node cluster runs as pods: CoreDNS and the KubeRay operator, from FROM-scratch
-images of the binaries build.sh cached, and the operator's CRDs and RBAC from its own module."""
+"""What a cluster built here runs as pods: CoreDNS (the one-node cluster of `make kube-up`; kind's
+comes with kubeadm) and the KubeRay operator, from FROM-scratch images of the binaries build.sh
+cached, and the operator's CRDs and RBAC from its own module. They act on the current target
+(clusterkit.kube.target): `python -m clusterkit.kube.addons operator` installs the operator on a
+kind cluster where its Helm chart cannot be reached."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from pathlib import Path
 
 import yaml
 
-from clusterkit.kube import cluster, images
+from clusterkit.kube import cluster, images, target
 
 OPERATOR_NAMESPACE = "kuberay-system"  # the namespace the chart's NetworkPolicy admits to the dashboard
+# The values `make kind-operator` installs the operator's Helm chart with; their resources here too.
+OPERATOR_VALUES = cluster.REPO / "k8s" / "kuberay-operator-values.yaml"
 
 
 def module_dir(wrapper: str, module: str) -> Path:
@@ -26,26 +32,13 @@ def module_dir(wrapper: str, module: str) -> Path:
 
 
 def apply(objects: list[dict]) -> None:
-    manifest = yaml.safe_dump_all(objects)
-    subprocess.run(
-        [
-            str(cluster.REPO / "bin" / "kubectl"),
-            f"--kubeconfig={cluster.KUBECONFIG}",
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            "-",
-        ],
-        input=manifest,
-        text=True,
-        check=True,
-        capture_output=True,
+    target.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(objects)
     )
 
 
 def import_image(tag: str, binary: Path, entrypoint: str) -> None:
-    cluster.ctr("images", "import", str(images.from_scratch(tag, binary, entrypoint)))
+    target.current().load_archive(images.from_scratch(tag, binary, entrypoint))
 
 
 def restricted() -> dict:
@@ -165,22 +158,12 @@ def coredns() -> None:
 def operator() -> str:
     """The KubeRay operator, its CRDs applied server-side, run as the kuberay-operator Helm chart
     runs it (helm-chart/kuberay-operator/templates/deployment.yaml: /manager, the metrics port
-    probed, a restricted security context). The chart itself is not on the Go module proxy, so
-    its Deployment is written out here. Returns the operator version."""
+    probed, a restricted security context, the resources of k8s/kuberay-operator-values.yaml).
+    The chart itself is not on the Go module proxy, so its Deployment is written out here.
+    Returns the operator version."""
     root = module_dir("kuberay", "github.com/ray-project/kuberay/ray-operator")
     version = root.name.split("@")[-1]
-    subprocess.run(
-        [
-            str(cluster.REPO / "bin" / "kubectl"),
-            f"--kubeconfig={cluster.KUBECONFIG}",
-            "apply",
-            "--server-side",
-            "-f",
-            str(root / "config" / "crd" / "bases"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    target.kubectl("apply", "--server-side", "-f", str(root / "config" / "crd" / "bases"))
     tag = f"localhost/mnist-serve-kuberay-operator:{version}"
     import_image(tag, images.cached("kuberay", "ray-operator"), "manager")
     ns, name = OPERATOR_NAMESPACE, "kuberay-operator"
@@ -235,10 +218,7 @@ def operator() -> str:
                                         "periodSeconds": 5,
                                         "failureThreshold": 5,
                                     },
-                                    "resources": {
-                                        "requests": {"cpu": "100m", "memory": "256Mi"},
-                                        "limits": {"cpu": "500m", "memory": "512Mi"},
-                                    },
+                                    "resources": yaml.safe_load(OPERATOR_VALUES.read_text())["resources"],
                                     "securityContext": restricted(),
                                 }
                             ],
@@ -249,3 +229,18 @@ def operator() -> str:
         ]
     )
     return version
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("addon", choices=["operator"])
+    parser.parse_args()
+    version = operator()
+    target.kubectl(
+        "-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/kuberay-operator", "--timeout=300s"
+    )
+    print(f"[kube] the KubeRay operator {version} is available on the {target.current().name} cluster")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,15 @@
-"""The chart on the one-node cluster: the project's image imported into its containerd (no registry),
-`helm install mnist-serve charts/ -f charts/ci/kind-values.yaml` with the pinned helm, and a wait on
-the `Ready` condition the KubeRay operator sets on the RayService."""
+"""The chart on a real cluster (clusterkit.kube.target: `make kube-up`'s or kind's): the project's
+image loaded into its containerd (no registry), `helm install mnist-serve charts/ -f
+charts/ci/kind-values.yaml` with the pinned helm, and a wait on the `Ready` condition the KubeRay
+operator sets on the RayService.
+
+    python -m clusterkit.kube.release up      # image, install, Ready (make kube-up)
+    python -m clusterkit.kube.release image   # the stand-in image into the cluster (kind-load KIND_LOCAL=1)
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import tempfile
@@ -13,61 +19,101 @@ from pathlib import Path
 from kubernetes import client, config
 
 from clusterkit import helmchart, standin
-from clusterkit.kube import cluster
+from clusterkit.kube import cluster, target
+from clusterkit.kube.addons import OPERATOR_NAMESPACE
 from clusterkit.podman import podman
 
 NAMESPACE = "mnist-serve"
 RELEASE = "mnist-serve"
 VALUES = cluster.REPO / "charts" / "ci" / "kind-values.yaml"
+# What a cluster's bring-up installs the release with on top of VALUES, and every upgrade keeps.
+BASE = ("image.repository", "image.tag", "kuberay.operatorVersion")
 
 
 def api() -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(cluster.KUBECONFIG))
+    return config.new_client_from_config(config_file=str(target.current().kubeconfig))
 
 
 def import_image(tag: str) -> float:
     """podman's `tag` into the cluster's containerd, unless this very build is there already (a
     marker tag names podman's image ID: the tag alone may be an older build); seconds it took."""
+    node = target.current()
     image_id = podman("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
     marker = f"{tag.rsplit(':', 1)[0]}:podman-{image_id[:12]}"
-    if marker in cluster.ctr("images", "ls", "-q").stdout.split():
+    if marker in node.ctr("images", "ls", "-q").stdout.split():
         return 0.0
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         archive = Path(tmp) / "image.tar"
         podman("save", "--format", "oci-archive", "-o", str(archive), tag, timeout=1800)
-        cluster.ctr("images", "import", str(archive))
-    cluster.ctr("images", "tag", "--force", tag, marker)
+        node.load_archive(archive)
+    node.ctr("images", "tag", "--force", tag, marker)
     return time.monotonic() - started
 
 
 def operator_version() -> str:
-    """The operator kube-up runs (the pinned module), as the chart's kuberay.operatorVersion."""
-    return cluster.go_version("kuberay", "github.com/ray-project/kuberay/ray-operator").lstrip("v")
+    """The version of the KubeRay operator running in the cluster (its image's tag)."""
+    deployments = client.AppsV1Api(api()).list_namespaced_deployment(
+        OPERATOR_NAMESPACE, label_selector="app.kubernetes.io/name=kuberay-operator"
+    )
+    (deployment,) = deployments.items
+    (container,) = deployment.spec.template.spec.containers
+    return container.image.rsplit(":", 1)[1].lstrip("v")
 
 
-def sets(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The values this cluster sets on top of VALUES (helm --set-json), with `extra`."""
-    repository, tag = standin.IMAGE.rsplit(":", 1)
-    ours = {"image.repository": repository, "image.tag": tag, "kuberay.operatorVersion": operator_version()}
-    return {key: json.dumps(value) for key, value in ours.items()} | (extra or {})
+def installed_values() -> dict:
+    """The values the release was installed with (helm's user-supplied values)."""
+    args = ["get", "values", RELEASE, "--namespace", NAMESPACE, "--output", "json"]
+    return json.loads(helmchart.helm(*args, "--kubeconfig", str(target.current().kubeconfig)).stdout) or {}
 
 
-def install(extra: dict[str, str] | None = None, chart: Path = helmchart.CHART) -> None:
-    """`helm upgrade --install` of `chart` with VALUES and `sets(extra)`."""
+def base_values() -> dict[str, str]:
+    """BASE as the installed release has them (helm --set-json form)."""
+    values, out = installed_values(), {}
+    for key in BASE:
+        node = values
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            out[key] = json.dumps(node)
+    return out
+
+
+def sets(extra: dict[str, str] | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The values set on top of VALUES (helm --set-json): the installed release's BASE (or `base`),
+    then `extra`."""
+    return (base_values() if base is None else base) | (extra or {})
+
+
+def install(
+    extra: dict[str, str] | None = None, chart: Path = helmchart.CHART, base: dict[str, str] | None = None
+) -> None:
+    """`helm upgrade --install` of `chart` with VALUES and `sets(extra, base)`."""
     args = ["upgrade", "--install", RELEASE, str(chart), "--namespace", NAMESPACE]
-    args += ["--create-namespace", "--values", str(VALUES), "--kubeconfig", str(cluster.KUBECONFIG)]
-    for key, value in sets(extra).items():
+    args += ["--create-namespace", "--values", str(VALUES), "--kubeconfig", str(target.current().kubeconfig)]
+    for key, value in sets(extra, base).items():
         args += ["--set-json", f"{key}={value}"]
     result = subprocess.run([str(helmchart.HELM), *args], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"helm {' '.join(args[:3])} failed: {result.stderr.strip()}")
 
 
+def tag_image(new_tag: str) -> str:
+    """Tag the release's image as `new_tag` too, in the node's containerd (a new image tag
+    without a new build); the new reference."""
+    head = rendered()["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    node = target.current()
+    # containerd names an image pulled or loaded as mnist-serve:x docker.io/library/mnist-serve:x.
+    refs = node.ctr("images", "ls", "-q").stdout.split()
+    ref = next(r for r in refs if r == head["image"] or r.endswith("/" + head["image"]))
+    new = f"{ref.rsplit(':', 1)[0]}:{new_tag}"
+    node.ctr("images", "tag", "--force", ref, new)
+    return new
+
+
 def rendered() -> dict:
     """The RayService as the installed release renders it (`helm get values`, then `helm template`)."""
-    args = ["get", "values", RELEASE, "--namespace", NAMESPACE, "--output", "json"]
-    values = json.loads(helmchart.helm(*args, "--kubeconfig", str(cluster.KUBECONFIG)).stdout)
+    values = installed_values()
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
         json.dump(values, file)
         file.flush()
@@ -138,12 +184,20 @@ def wait_ready(timeout_s: float = 900, name: str = RELEASE) -> float:
     return cluster.wait_for(f"RayService {name} Ready", ready, timeout_s, interval=2)
 
 
-def up() -> None:
+def load() -> str:
+    """The stand-in image built (or cached) and loaded into the cluster; its tag."""
     t0 = time.monotonic()
     tag = standin.image()
     print(f"[kube] image {tag} built (or cached) in {time.monotonic() - t0:.0f} s")
-    print(f"[kube] imported into containerd in {import_image(tag):.0f} s")
-    install()
+    print(f"[kube] loaded into the {target.current().name} cluster in {import_image(tag):.0f} s")
+    return tag
+
+
+def up() -> None:
+    repository, tag = load().rsplit(":", 1)
+    operator = cluster.go_version("kuberay", "github.com/ray-project/kuberay/ray-operator").lstrip("v")
+    base = {"image.repository": repository, "image.tag": tag, "kuberay.operatorVersion": operator}
+    install(base={key: json.dumps(value) for key, value in base.items()})
     ready = wait_ready()
     status = rayservice()["status"]
     apps = status.get("activeServiceStatus", {}).get("applicationStatuses", {})
@@ -153,5 +207,11 @@ def up() -> None:
     )
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "image"])
+    {"up": up, "image": load}[parser.parse_args().command]()
+
+
 if __name__ == "__main__":
-    up()
+    main()

@@ -1,5 +1,6 @@
-"""Against the real KubeRay operator on the one-node cluster `make kube-up` brought up (make
-kube-test): the chart is installed and its RayService Ready before these tests start."""
+"""Against the real KubeRay operator on a real cluster: the one-node cluster of `make kube-up`
+(make kube-test) or a kind cluster (make kind-test), as clusterkit.kube.target chooses. The chart
+is installed and its RayService Ready before these tests start."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from clusterkit.kube import cluster, release
+from clusterkit.kube import release, target
 
 # The tests share one release and each changes it: from the freshly installed chart, through
 # rollouts that keep it serving, to the head-HA cluster last.
@@ -22,8 +23,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def api() -> client.ApiClient:
-    if not cluster.KUBECONFIG.is_file():
-        pytest.fail(f"no cluster ({cluster.KUBECONFIG} is missing): run `make kube-test`, which brings it up")
+    kubeconfig = target.current().kubeconfig
+    if not kubeconfig.is_file():
+        pytest.fail(
+            f"no cluster ({kubeconfig} is missing): `make kube-test` or `make kind-test` bring one up"
+        )
     return release.api()
 
 
@@ -34,6 +38,7 @@ def core(api) -> client.CoreV1Api:
 
 @pytest.fixture(scope="session")
 def serve_url(core) -> str:
-    """The serve Service, by its cluster IP: kube-proxy's rules take the host's requests there."""
+    """The serve Service, by its cluster IP: kube-proxy's rules take this machine's requests there
+    (on kind, through the routes clusterkit.kind.cluster adds via the node)."""
     svc = core.read_namespaced_service(f"{release.RELEASE}-serve-svc", release.NAMESPACE)
     return f"http://{svc.spec.cluster_ip}:8000"

@@ -1,7 +1,8 @@
-"""Head loss on the real cluster: ci/ha-values.yaml's GCS fault tolerance with a real Redis on the
-node, the head pod deleted under load. The serve Service leaves the head out, so the workers'
-proxies keep answering; KubeRay recreates the head, whose Serve controller recovers the
-applications from Redis without a redeploy. The local-Ray version is tests/contract/test_head_loss.py."""
+"""Head loss on the real cluster: ci/ha-values.yaml's GCS fault tolerance with a real Redis on this
+machine (the kube-up node; kind's pods reach it over the `kind` network), the head pod deleted
+under load. The serve Service leaves the head out, so the workers' proxies keep answering;
+KubeRay recreates the head, whose Serve controller recovers the applications from Redis without a
+redeploy. The local-Ray version is tests/contract/test_head_loss.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import yaml
 from kubernetes import client
 
 from clusterkit.helmchart import CI_VALUES
-from clusterkit.kube import cluster, release
+from clusterkit.kube import release, target
 from clusterkit.kube.cluster import wait_for
 from clusterkit.load import Load, failed, summary
 
@@ -51,7 +52,7 @@ def app_running() -> bool:
 def ha(core, redis_at):
     """The release switched to head HA (a new cluster: GCS FT is in KubeRay's cluster hash),
     and back to the CI values after."""
-    with redis_at(cluster.NODE_IP) as redis:
+    with redis_at(target.current().host_ip()) as redis:
         name, key = (HA["ha"]["redis"]["passwordSecret"][field] for field in ("name", "key"))
         secret = client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data={key: redis.password})
         core.create_namespaced_secret(release.NAMESPACE, secret)

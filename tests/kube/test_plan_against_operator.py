@@ -13,7 +13,7 @@ import requests
 import yaml
 from kubernetes import client
 
-from clusterkit import helmchart, rollout_plan, standin
+from clusterkit import helmchart, rollout_plan
 from clusterkit.kube import cluster, release
 
 SETTLE_S = 45  # the operator reconciles in seconds; a change it ignores shows nothing in this time
@@ -98,8 +98,7 @@ def wait_switched() -> None:
 
 def test_rollout_plan_against_the_operator(api, tmp_path, report):
     version = release.operator_version()
-    repository = standin.IMAGE.rsplit(":", 1)[0]
-    cluster.ctr("images", "tag", "--force", standin.IMAGE, f"{repository}:0.1.1-ray2.60.0-cpu")
+    release.tag_image("0.1.1-ray2.60.0-cpu")
     # From the CI values as they are (an earlier test may have changed the release).
     current: dict[str, str] = {}
     release.install(current)
