@@ -207,6 +207,9 @@ loadtest: $(STAMP) ## Locust at HOST (SHAPE steady|ramp|spike, DURATION s, PEAK_
 ##@ Real Kubernetes (built from Go modules on this machine; no Docker, no registry)
 
 KUBE_CACHE ?= $(HOME)/.cache/mnist-serve
+# The tests of tests/kube that kube-test and kind-test run (a pytest -m expression): all, or
+# "kube and smoke", the short path .ci/run takes.
+KUBE_TESTS ?= kube
 
 .PHONY: kube-build
 kube-build: ## Build the pinned Kubernetes, etcd, CoreDNS, KubeRay operator and pause binaries into KUBE_CACHE (once per pin).
@@ -228,28 +231,42 @@ kube-up: kube-build kube-deps tools model $(STAMP) ## One-node Kubernetes, CoreD
 
 .PHONY: kube-test
 kube-test: kube-build kube-deps tools model redis $(STAMP) ## kube-up, the tests against the real operator (tests/kube), then kube-down whatever happened.
-	@rc=0; { $(KUBE_UP) && $(BIN)/pytest -m kube tests/kube $(PYTEST_ARGS); } || rc=$$?; $(KUBE_DOWN); exit $$rc
+	@rc=0; { $(KUBE_UP) && $(BIN)/pytest -m "$(KUBE_TESTS)" tests/kube $(PYTEST_ARGS); } || rc=$$?; $(KUBE_DOWN); exit $$rc
 
 .PHONY: kube-down
 kube-down: $(STAMP) ## Stop everything kube-up started and remove its state (processes, mounts, netns, iptables, bridge).
 	$(KUBE_DOWN)
 
-##@ kind (needs Docker or podman, and internet)
+##@ kind (Docker or podman; on this machine, offline, with KIND_LOCAL=1)
 
-KIND_VERSION ?= v0.29.0
+KIND_VERSION ?= v0.33.0
 KUBECTL_VERSION ?= v1.33.1
 KUBERAY_VERSION ?= $(shell sed -n 's/^  mnist-serve\/kuberay-version: "\(.*\)"/\1/p' $(CHART)/Chart.yaml)
+# KIND_LOCAL=1: nothing is pulled or downloaded. The node image is built here (clusterkit/kind/nodeimage.py,
+# from `make kind-build`), the KubeRay operator is kube-build's (same values file), the app image is built on
+# the stand-in Ray base with podman, kind comes from `go install` and kubectl from kube-build. Only these differ.
+KIND_LOCAL ?=
+K8S_BUILT := $(shell sed -n 's/^\tk8s.io\/kubernetes \(v[^ ]*\).*/\1/p' clusterkit/kube/go/kubernetes/go.mod)
+KUBERAY_BUILT := $(shell sed -n 's/^\tgithub.com\/ray-project\/kuberay\/ray-operator v\([^ ]*\).*/\1/p' clusterkit/kube/go/kuberay/go.mod)
 KIND ?= $(LOCALBIN)/kind-$(KIND_VERSION)
-KUBECTL ?= $(LOCALBIN)/kubectl-$(KUBECTL_VERSION)
+KUBECTL ?= $(if $(KIND_LOCAL),$(KUBE_CACHE)/kubernetes-$(K8S_BUILT)/kubectl,$(LOCALBIN)/kubectl-$(KUBECTL_VERSION))
+# Empty: the kindest/node image k8s/kind/cluster.yaml pins; `local`: the one clusterkit.kind.nodeimage builds.
+KIND_NODE_IMAGE ?= $(if $(KIND_LOCAL),local)
+KIND_OPERATOR_VERSION ?= $(if $(KIND_LOCAL),$(KUBERAY_BUILT),$(KUBERAY_VERSION))
 KIND_CLUSTER ?= mnist-serve
 NAMESPACE ?= mnist-serve
 KIND_VALUES ?= $(CHART)/ci/kind-values.yaml
 KIND_TIMEOUT ?= 15m
+# kind writes the cluster's credentials here, never into ~/.kube/config.
+KIND_KUBECONFIG ?= artifacts/kind/kubeconfig
 # Set KEEP_CLUSTER=1 to keep the cluster after kind-test.
 KEEP_CLUSTER ?=
-# podman names local images localhost/<name>; docker leaves them bare.
-KIND_IMAGE_REPOSITORY ?= $(if $(filter podman,$(CONTAINER_TOOL)),localhost/,)mnist-serve
-KCTX = --context kind-$(KIND_CLUSTER)
+# podman names local images localhost/<name>; docker leaves them bare. The stand-in image is podman's.
+KIND_IMAGE_REPOSITORY ?= $(if $(or $(KIND_LOCAL),$(filter podman,$(CONTAINER_TOOL))),localhost/,)mnist-serve
+KCTX = --kubeconfig $(KIND_KUBECONFIG)
+KIND_ENV = KIND_EXPERIMENTAL_PROVIDER=$(CONTAINER_TOOL)
+# The project's Python tools against the kind cluster (clusterkit.kube.target).
+KIND_PY = MNIST_SERVE_CLUSTER=kind KIND_CLUSTER=$(KIND_CLUSTER) KIND=$(KIND) $(BIN)/python
 
 # The host's platform: tools are downloaded for it and the image is built for it (the kind node
 # runs the host's architecture).
@@ -264,55 +281,89 @@ pinned-sum = sum=$$(awk '$$2 == "$(1)-$(2)-$(OS)-$(ARCH)" {print $$1}' $(TOOL_SU
 
 $(KIND):
 	mkdir -p $(LOCALBIN)
+ifneq ($(KIND_LOCAL),)
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kind@$(KIND_VERSION) && mv $(LOCALBIN)/kind $@
+else
 	@if ! grep -q " kind-$(KIND_VERSION)-$(OS)-$(ARCH)$$" $(TOOL_SUMS) && command -v go >/dev/null; then \
 		echo "kind $(KIND_VERSION) for $(OS)-$(ARCH): go install (checksums from sum.golang.org)"; \
 		GOBIN=$(LOCALBIN) go install sigs.k8s.io/kind@$(KIND_VERSION) && mv $(LOCALBIN)/kind $@; exit $$?; fi; \
 	$(call pinned-sum,kind,$(KIND_VERSION)) \
 	curl -fsSLo $@.partial https://github.com/kubernetes-sigs/kind/releases/download/$(KIND_VERSION)/kind-$(OS)-$(ARCH) && \
 	echo "$$sum  $@.partial" | $(SHA256SUM) -c - && chmod +x $@.partial && mv $@.partial $@
+endif
 
+ifeq ($(KIND_LOCAL),)
 $(KUBECTL):
 	mkdir -p $(LOCALBIN)
 	@$(call pinned-sum,kubectl,$(KUBECTL_VERSION)) \
 	curl -fsSLo $@.partial https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/$(OS)/$(ARCH)/kubectl && \
 	echo "$$sum  $@.partial" | $(SHA256SUM) -c - && chmod +x $@.partial && mv $@.partial $@
+endif
 
 .PHONY: kind-test
-kind-test: ## Everything below in order; diagnostics on failure; tears down unless KEEP_CLUSTER=1.
-	@status=0; $(MAKE) --no-print-directory kind-up kind-operator kind-load kind-deploy kind-wait kind-smoke \
+kind-test: redis ## Everything below in order, the real-cluster suite included; diagnostics on failure; tears down unless KEEP_CLUSTER=1.
+	@status=0; $(MAKE) --no-print-directory kind-up kind-operator kind-load kind-deploy kind-wait kind-suite \
 		|| { status=$$?; $(MAKE) --no-print-directory kind-diagnostics; }; \
 	if [ -z "$(KEEP_CLUSTER)" ]; then $(MAKE) --no-print-directory kind-down; fi; exit $$status
 
+.PHONY: kind-deps
+kind-deps: ## apt-install Docker's engine (Debian's docker.io), podman and debootstrap when missing (KIND_LOCAL).
+	@command -v dockerd >/dev/null && command -v podman >/dev/null && command -v debootstrap >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io podman debootstrap; }
+
+.PHONY: kind-engine
+kind-engine: $(STAMP) ## Start Debian's dockerd for kind when no engine answers (see clusterkit/kind/engine.py); kind-down stops it.
+	@if [ "$(CONTAINER_TOOL)" = docker ]; then $(BIN)/python -m clusterkit.kind.engine up; fi
+
+.PHONY: kind-build
+kind-build: ## kube-build, plus what the local node image needs: containerd, crictl, the CNI plugins, local-path-provisioner.
+	MNIST_SERVE_CACHE=$(KUBE_CACHE) nice -n 10 clusterkit/kube/build.sh kind
+
+.PHONY: kind-node-image
+kind-node-image: $(if $(KIND_LOCAL),kind-build kind-deps) kind-engine ## Build the kind node image here, offline (clusterkit/kind/nodeimage.py); prints its tag.
+	$(BIN)/python -m clusterkit.kind.nodeimage --kind-version $(KIND_VERSION)
+
 .PHONY: kind-up
-kind-up: $(KIND) $(KUBECTL) $(HELM) ## Create the kind cluster from k8s/kind/cluster.yaml (pinned node image).
+kind-up: $(if $(KIND_LOCAL),kind-build kind-deps) $(KIND) $(KUBECTL) $(HELM) kind-engine ## Create the kind cluster from k8s/kind/cluster.yaml (KIND_NODE_IMAGE: pinned, `local` or any).
+	@mkdir -p $(dir $(KIND_KUBECONFIG))
+	@image=$(KIND_NODE_IMAGE); if [ "$$image" = local ]; then \
+		image=$$($(BIN)/python -m clusterkit.kind.nodeimage --kind-version $(KIND_VERSION)) || exit 1; fi; \
 	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) || \
-		KIND_EXPERIMENTAL_PROVIDER=$(CONTAINER_TOOL) $(KIND) create cluster --name $(KIND_CLUSTER) --config k8s/kind/cluster.yaml --wait 120s
+		$(KIND_ENV) $(KIND) create cluster --name $(KIND_CLUSTER) --config k8s/kind/cluster.yaml \
+		--kubeconfig $(KIND_KUBECONFIG) $${image:+--image $$image} --wait 120s
 
 .PHONY: kind-operator
-kind-operator: $(HELM) ## Install the KubeRay operator with helm (k8s/kuberay-operator-values.yaml).
+kind-operator: $(HELM) ## Install the KubeRay operator: its Helm chart with k8s/kuberay-operator-values.yaml (KIND_LOCAL: kube-build's).
+	$(if $(KIND_LOCAL),$(KIND_PY) -m clusterkit.kube.addons operator,\
 	$(HELM) upgrade --install kuberay-operator kuberay-operator --repo https://ray-project.github.io/kuberay-helm/ \
 		--version $(KUBERAY_VERSION) --namespace kuberay-system --create-namespace \
-		--values k8s/kuberay-operator-values.yaml --wait --timeout 5m --kube-context kind-$(KIND_CLUSTER)
+		--values k8s/kuberay-operator-values.yaml --wait --timeout 5m $(KCTX))
 
 .PHONY: kind-load
-kind-load: image $(KIND) ## Build the image and load it into the kind node.
-	$(CONTAINER_TOOL) save $(IMAGE) -o artifacts/image.tar
-	KIND_EXPERIMENTAL_PROVIDER=$(CONTAINER_TOOL) $(KIND) load image-archive artifacts/image.tar --name $(KIND_CLUSTER)
-	rm -f artifacts/image.tar
+kind-load: $(KIND) $(if $(KIND_LOCAL),model,image) ## Build the image and load it into the kind node (KIND_LOCAL: on the stand-in Ray base).
+	$(if $(KIND_LOCAL),$(KIND_PY) -m clusterkit.kube.release image,\
+	$(CONTAINER_TOOL) save $(IMAGE) -o artifacts/image.tar && \
+	$(KIND_ENV) $(KIND) load image-archive artifacts/image.tar --name $(KIND_CLUSTER) && rm -f artifacts/image.tar)
 
 .PHONY: kind-deploy
 kind-deploy: $(HELM) ## helm install the chart with the CPU-only kind values.
 	$(HELM) upgrade --install mnist-serve $(CHART) --namespace $(NAMESPACE) --create-namespace \
-		--values $(KIND_VALUES) --set image.repository=$(KIND_IMAGE_REPOSITORY) --kube-context kind-$(KIND_CLUSTER)
+		--values $(KIND_VALUES) --set image.repository=$(KIND_IMAGE_REPOSITORY) \
+		--set kuberay.operatorVersion=$(KIND_OPERATOR_VERSION) $(KCTX)
 
 .PHONY: kind-wait
 kind-wait: $(KUBECTL) ## Wait for the RayService's Ready condition (KIND_TIMEOUT).
 	$(KUBECTL) $(KCTX) -n $(NAMESPACE) wait rayservice/mnist-serve --for=condition=Ready --timeout=$(KIND_TIMEOUT)
 
+.PHONY: kind-suite
+kind-suite: $(STAMP) ## The real-cluster suite (tests/kube) on the kind cluster, through routes to its pod and service ranges (Linux).
+	$(KIND_PY) -m clusterkit.kind.cluster routes-up
+	MNIST_SERVE_CLUSTER=kind KIND_CLUSTER=$(KIND_CLUSTER) KIND=$(KIND) $(BIN)/pytest -m "$(KUBE_TESTS)" tests/kube $(PYTEST_ARGS)
+
 .PHONY: kind-smoke
-# `make` itself, not $(MAKE), below: `make -n kind-test` must print the port-forward, not run it.
-kind-smoke: $(HELM) $(KUBECTL) $(STAMP) ## helm test, then a short Locust run through a port-forward, gated on zero failures.
-	$(HELM) test mnist-serve --namespace $(NAMESPACE) --logs --kube-context kind-$(KIND_CLUSTER)
+# `make` itself, not $(MAKE), below: `make -n kind-smoke` must print the port-forward, not run it.
+kind-smoke: $(HELM) $(KUBECTL) $(STAMP) ## helm test, then a short Locust run through a port-forward, gated on zero failures (any OS).
+	$(HELM) test mnist-serve --namespace $(NAMESPACE) --logs $(KCTX)
 	$(KUBECTL) $(KCTX) -n $(NAMESPACE) port-forward svc/mnist-serve-serve-svc 18000:8000 >/dev/null & pf=$$!; \
 		trap "kill $$pf" EXIT; sleep 3; \
 		make --no-print-directory loadtest HOST=http://127.0.0.1:18000 SHAPE=steady DURATION=30 PEAK_USERS=4 \
@@ -329,8 +380,10 @@ kind-diagnostics: $(KUBECTL) ## Print RayService status and events, pods, operat
 		$(KUBECTL) $(KCTX) -n $(NAMESPACE) exec $$pod -c ray-head -- sh -c 'tail -n 100 /tmp/ray/session_latest/logs/serve/controller_*.log'; done
 
 .PHONY: kind-down
-kind-down: $(KIND) ## Delete the kind cluster.
-	KIND_EXPERIMENTAL_PROVIDER=$(CONTAINER_TOOL) $(KIND) delete cluster --name $(KIND_CLUSTER)
+kind-down: $(KIND) $(STAMP) ## Delete the kind cluster, then the routes kind-suite added and the engine kind-engine started.
+	$(KIND_ENV) $(KIND) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
+	$(BIN)/python -m clusterkit.kind.cluster routes-down
+	$(BIN)/python -m clusterkit.kind.engine down
 
 ##@ Tests
 

@@ -17,7 +17,7 @@ CRDS = REPO / "tests" / "chart" / "crds"
 HELMS = {version: REPO / "bin" / f"helm-{version}" for version in ("v4.3.1", "v3.18.0")}
 HELM = HELMS["v4.3.1"]
 # The Kubernetes versions the chart promises (Chart.yaml kubeVersion) up to the one kind runs.
-KUBE_VERSIONS = ("1.25.0", "1.33.0")
+KUBE_VERSIONS = ("1.25.0", "1.34.0")
 ENVIRONMENTS = REPO / "k8s" / "envs"
 # Every values scenario CI renders: the chart's defaults, each ci/*-values.yaml, and the values
 # of each environment Argo CD deploys (k8s/envs/<env>/values.yaml).

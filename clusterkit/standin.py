@@ -36,9 +36,11 @@ HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_CA = "/etc/ssl/host-ca.crt"
 
 
-def build_mounts(workdir: Path) -> list[str]:
-    """Volumes for RUN steps: the host's CA bundle (PyPI through this machine's proxy) and a pip
-    config that also looks in the torch wheelhouse (filled from the host's pip cache once)."""
+def build_options(workdir: Path) -> list[str]:
+    """For RUN steps: the host's network (podman's own would set up NAT rules and turn on IP
+    forwarding on this machine, and leave them), the host's CA bundle (PyPI through this machine's
+    proxy) and a pip config that also looks in the torch wheelhouse (filled from the host's pip
+    cache once)."""
     if not any(WHEELHOUSE.glob("torch-*.whl")):
         WHEELHOUSE.mkdir(parents=True, exist_ok=True)
         pins = ["torch==2.14.1", "torchvision==0.29.1"]
@@ -47,6 +49,7 @@ def build_mounts(workdir: Path) -> list[str]:
     pip_conf = workdir / "pip.conf"
     pip_conf.write_text(f"[global]\ncert = {BUILD_CA}\nfind-links = /wheelhouse\n")
     return [
+        "--network=host",
         f"--volume={HOST_CA}:{BUILD_CA}:ro",
         f"--volume={WHEELHOUSE}:/wheelhouse:ro",
         f"--volume={pip_conf}:/etc/pip.conf:ro",
@@ -69,10 +72,12 @@ def os_image() -> str:
     return OS_IMAGE
 
 
-def base_image(mounts: list[str]) -> str:
+def base_image(options: list[str]) -> str:
     if not exists(BASE_IMAGE):
         args = ["--build-arg", f"OS_IMAGE={os_image()}", "--build-arg", f"RAY_VERSION={RAY_VERSION}"]
-        podman("build", *mounts, *args, "-t", BASE_IMAGE, "-f", str(CONTAINERFILE), str(CONTAINERFILE.parent))
+        podman(
+            "build", *options, *args, "-t", BASE_IMAGE, "-f", str(CONTAINERFILE), str(CONTAINERFILE.parent)
+        )
     return BASE_IMAGE
 
 
@@ -80,9 +85,13 @@ def image() -> str:
     """`make image`, with podman, on the stand-in base; its tag."""
     use_containers_conf()
     with tempfile.TemporaryDirectory() as workdir:
-        mounts = build_mounts(Path(workdir))
+        options = build_options(Path(workdir))
         make = ["make", "--no-print-directory", "image", "CONTAINER_TOOL=podman"]
-        make += [f"BASE_IMAGE={base_image(mounts)}", f"IMAGE={IMAGE}", f"IMAGE_BUILD_OPTS={' '.join(mounts)}"]
+        make += [
+            f"BASE_IMAGE={base_image(options)}",
+            f"IMAGE={IMAGE}",
+            f"IMAGE_BUILD_OPTS={' '.join(options)}",
+        ]
         result = subprocess.run(make, cwd=REPO, capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         raise RuntimeError(f"make image failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")

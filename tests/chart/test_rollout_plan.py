@@ -131,8 +131,8 @@ def test_a_worker_group_appended_at_the_end_is_added_in_place():
 
 def test_a_new_cluster_warns_about_the_doubled_resources():
     text = plan(render(KIND), render(KIND, sets={"image.tag": '"0.2.0-ray2.60.0-cpu"'})).describe()
-    # Old and new side by side: head (250m, 1Gi) and one worker (500m, 2Gi), twice.
-    assert "WARNING: old and new clusters run side by side until traffic moves: 1.5 CPU, 6 GiB memory" in text
+    # Old and new side by side: head (100m, 1Gi) and one worker (250m, 2Gi), twice.
+    assert "WARNING: old and new clusters run side by side until traffic moves: 0.7 CPU, 6 GiB memory" in text
 
 
 def test_upgrade_strategy_none_says_the_cluster_change_will_not_roll_out():

@@ -1,44 +1,95 @@
-"""`make kind-test` cannot run here (no Docker, no cluster): its wiring is checked offline with
-`make -n`, which prints every command it would run, in order, without running any."""
+"""`make kind-test`'s wiring, checked offline with `make -n`, which prints every command it would
+run, in order, without running any: the path of a user with Docker and internet, and the local
+one (KIND_LOCAL=1) that `make kind-test` runs on this machine for real."""
 
 from __future__ import annotations
 
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
 
 from clusterkit.helmchart import KUBE_VERSIONS
+from clusterkit.kube.cluster import go_version
 from clusterkit.localray import REPO
+
+# Where the plans install tools: an empty folder, so that tools already in bin/ don't hide their rules.
+TOOLS = Path(tempfile.mkdtemp(prefix="kind-wiring-"))
 
 
 def planned(*args: str) -> str:
-    result = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    command = ["make", "-n", f"LOCALBIN={TOOLS}", *args]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def test_kind_test_runs_every_step_in_order_and_tears_down():
-    plan = planned("kind-test", "OS=linux", "ARCH=amd64")
-    steps = [
-        "releases/download/v0.29.0/kind-linux-amd64",  # pinned tools, checksums verified
-        "release/v1.33.1/bin/linux/amd64/kubectl",
-        "create cluster --name mnist-serve --config k8s/kind/cluster.yaml",
-        "upgrade --install kuberay-operator kuberay-operator --repo https://ray-project.github.io/kuberay-helm/",
-        "--version 1.7.0 --namespace kuberay-system",
-        "build  -f image/Dockerfile -t mnist-serve:0.1.0-ray2.60.0-cpu",
-        "load image-archive artifacts/image.tar --name mnist-serve",
-        "upgrade --install mnist-serve charts --namespace mnist-serve",
-        "--values charts/ci/kind-values.yaml --set image.repository=mnist-serve",
-        "wait rayservice/mnist-serve --for=condition=Ready --timeout=15m",
-        "test mnist-serve --namespace mnist-serve --logs",
-        "port-forward svc/mnist-serve-serve-svc 18000:8000",
-        "make --no-print-directory loadtest HOST=http://127.0.0.1:18000",
-        "delete cluster --name mnist-serve",
-    ]
+def in_order(plan: str, steps: list[str]) -> None:
     positions = [plan.find(step) for step in steps]
     assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions, strict=True) if p < 0]
     assert positions == sorted(positions)
+
+
+def test_kind_test_runs_every_step_in_order_and_tears_down():
+    plan = planned("kind-test", "OS=linux", "ARCH=amd64")
+    in_order(
+        plan,
+        [
+            "releases/download/v0.33.0/kind-linux-amd64",  # pinned tools, checksums verified
+            "release/v1.33.1/bin/linux/amd64/kubectl",
+            "clusterkit.kind.engine up",  # an engine only when none answers
+            "create cluster --name mnist-serve --config k8s/kind/cluster.yaml",
+            "--kubeconfig artifacts/kind/kubeconfig ${image:+--image $image}",
+            "upgrade --install kuberay-operator kuberay-operator --repo https://ray-project.github.io/kuberay-helm/",
+            "--version 1.7.0 --namespace kuberay-system",
+            "build  -f image/Dockerfile -t mnist-serve:0.1.0-ray2.60.0-cpu",
+            "load image-archive artifacts/image.tar --name mnist-serve",
+            "upgrade --install mnist-serve charts --namespace mnist-serve",
+            "--values charts/ci/kind-values.yaml --set image.repository=mnist-serve",
+            "--set kuberay.operatorVersion=1.7.0",
+            "wait rayservice/mnist-serve --for=condition=Ready --timeout=15m",
+            "clusterkit.kind.cluster routes-up",
+            'pytest -m "kube" tests/kube',
+            "delete cluster --name mnist-serve --kubeconfig artifacts/kind/kubeconfig",
+            "clusterkit.kind.cluster routes-down",
+            "clusterkit.kind.engine down",
+        ],
+    )
+    (suite,) = [line for line in plan.splitlines() if 'pytest -m "kube" tests/kube' in line]
+    assert suite.startswith("MNIST_SERVE_CLUSTER=kind KIND_CLUSTER=mnist-serve")  # clusterkit.kube.target
+    assert "image=;" in plan  # the pinned node image unless KIND_NODE_IMAGE says otherwise
+
+
+def test_kind_local_builds_everything_here_and_changes_only_the_node_and_operator_images():
+    plan = planned("kind-test", "KIND_LOCAL=1", "OS=linux", "ARCH=amd64")
+    k8s = go_version("kubernetes", "k8s.io/kubernetes")
+    operator = go_version("kuberay", "github.com/ray-project/kuberay/ray-operator").lstrip("v")
+    in_order(
+        plan,
+        [
+            "clusterkit/kube/build.sh kind",
+            "go install sigs.k8s.io/kind@v0.33.0",
+            "image=local;",
+            "clusterkit.kind.nodeimage --kind-version v0.33.0",
+            "create cluster --name mnist-serve --config k8s/kind/cluster.yaml",
+            "clusterkit.kube.addons operator",
+            "clusterkit.kube.release image",
+            "--values charts/ci/kind-values.yaml --set image.repository=localhost/mnist-serve",
+            f"--set kuberay.operatorVersion={operator}",
+            f"kubernetes-{k8s}/kubectl --kubeconfig artifacts/kind/kubeconfig -n mnist-serve wait",
+            'pytest -m "kube" tests/kube',
+            "delete cluster --name mnist-serve",
+        ],
+    )
+    for reached in ("https://", "docker build", "curl "):
+        assert reached not in plan
+
+
+def test_the_local_node_image_is_the_pinned_images_kubernetes_version():
+    (node,) = yaml.safe_load((REPO / "k8s" / "kind" / "cluster.yaml").read_text())["nodes"]
+    assert node["image"].split(":")[1].split("@")[0] == go_version("kubernetes", "k8s.io/kubernetes")
 
 
 def test_the_smoke_load_is_gated_on_the_slos():
@@ -49,7 +100,8 @@ def test_the_smoke_load_is_gated_on_the_slos():
 
 
 def test_keep_cluster_skips_the_teardown_and_podman_names_images_localhost():
-    assert "delete cluster" not in planned("kind-test", "KEEP_CLUSTER=1")
+    kept = planned("kind-test", "KEEP_CLUSTER=1")
+    assert "delete cluster" not in kept and "engine down" not in kept
     podman = planned("kind-load", "kind-deploy", "CONTAINER_TOOL=podman")
     assert "podman build" in podman and "KIND_EXPERIMENTAL_PROVIDER=podman" in podman
     assert "--set image.repository=localhost/mnist-serve" in podman
@@ -80,6 +132,7 @@ def test_the_workflow_runs_the_tests_then_kind():
     run = lambda job: " ".join(step.get("run", "") for step in jobs[job]["steps"])  # noqa: E731
     assert "make test" in run("test")
     assert "make kind-test" in run("kind") and jobs["kind"]["needs"] == "test"
+    assert jobs["kind"]["timeout-minutes"] >= 60
 
 
 PLATFORMS = [("linux", "amd64"), ("linux", "arm64"), ("darwin", "amd64"), ("darwin", "arm64")]
@@ -95,18 +148,17 @@ SUMS = {
 
 @pytest.mark.parametrize(("os", "arch"), PLATFORMS)
 def test_kubectl_is_downloaded_for_the_platform_and_checked_against_its_pinned_sum(os, arch):
-    plan = planned(str(REPO / "bin" / "kubectl-v1.33.1"), f"OS={os}", f"ARCH={arch}")
+    plan = planned(str(TOOLS / "kubectl-v1.33.1"), f"OS={os}", f"ARCH={arch}")
     assert f"https://dl.k8s.io/release/v1.33.1/bin/{os}/{arch}/kubectl" in plan
     assert f'"kubectl-v1.33.1-{os}-{arch}"' in plan and f"kubectl-v1.33.1-{os}-{arch}" in SUMS
 
 
 @pytest.mark.parametrize(("os", "arch"), PLATFORMS)
 def test_kind_is_a_pinned_download_or_a_go_install_verified_by_the_go_sumdb(os, arch):
-    plan = planned(str(REPO / "bin" / "kind-v0.29.0"), f"OS={os}", f"ARCH={arch}")
-    assert f"releases/download/v0.29.0/kind-{os}-{arch}" in plan
-    # Without a pinned sum (only linux-amd64 has one) kind is built with `go install`.
-    assert "go install sigs.k8s.io/kind@v0.29.0" in plan
-    assert (f"kind-v0.29.0-{os}-{arch}" in SUMS) == ((os, arch) == ("linux", "amd64"))
+    plan = planned(str(TOOLS / "kind-v0.33.0"), f"OS={os}", f"ARCH={arch}")
+    assert f"releases/download/v0.33.0/kind-{os}-{arch}" in plan and f"kind-v0.33.0-{os}-{arch}" in SUMS
+    # Offline (KIND_LOCAL=1), or without a pinned sum, kind is built with `go install`.
+    assert "go install sigs.k8s.io/kind@v0.33.0" in plan
 
 
 def test_a_platform_without_a_pinned_sum_is_refused_before_any_download(tmp_path):
