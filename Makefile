@@ -31,7 +31,7 @@ VALUES ?= $(CHART)/ci/kind-values.yaml
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
-		/^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+		/^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2 } \
 		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Development
@@ -370,7 +370,9 @@ kind-smoke: $(HELM) $(KUBECTL) $(STAMP) ## helm test, then a short Locust run th
 			RESULTS=loadtest/results/kind
 
 .PHONY: kind-diagnostics
-kind-diagnostics: $(KUBECTL) ## Print RayService status and events, pods, operator logs and Ray logs.
+kind-diagnostics: $(KIND) $(KUBECTL) ## Print RayService status and events, pods, operator logs and Ray logs.
+	@$(KIND_ENV) $(KIND) get clusters 2>/dev/null | grep -qx $(KIND_CLUSTER) || { \
+		echo "no kind cluster $(KIND_CLUSTER) to diagnose: kind-up failed (see above)"; exit 1; }
 	-$(KUBECTL) $(KCTX) -n $(NAMESPACE) get rayservice mnist-serve -o yaml
 	-$(KUBECTL) $(KCTX) -n $(NAMESPACE) get events --sort-by=.lastTimestamp
 	-$(KUBECTL) $(KCTX) get pods -A -o wide

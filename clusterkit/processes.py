@@ -15,6 +15,10 @@ tagged processes that started them (the raylet), collected before anything is si
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import psutil
 
 TAG = "MNIST_SERVE_TAG"
@@ -71,3 +75,17 @@ def end_processes(procs: list[psutil.Process], graceful: bool = True) -> None:
     for proc in alive:
         proc.kill()
     psutil.wait_procs(alive, timeout=5)
+
+
+def end_group(pid: int, grace: float = 20) -> None:
+    """SIGTERM the process group `pid` leads (a process started with start_new_session); SIGKILL
+    the group if its leader is still alive `grace` seconds later."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.2)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from clusterkit.kube.cluster import CACHE, wait_for
+from clusterkit.processes import end_group
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / "artifacts" / "kind"
@@ -99,15 +98,7 @@ def down(grace: float = 30) -> None:
     if answers():
         docker("network", "rm", NETWORK, check=False)
     pid = record["pid"]
-    try:
-        os.killpg(pid, signal.SIGTERM)  # dockerd and the containerd it supervises
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            time.sleep(0.2)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    end_group(pid, grace)  # dockerd and the containerd it supervises
     shutil.rmtree(EXEC_ROOT, ignore_errors=True)
     SOCKET.unlink(missing_ok=True)
     if record["modules"]:

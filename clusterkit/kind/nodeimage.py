@@ -20,7 +20,7 @@ pkg/build/nodeimage, read at the pinned KIND_VERSION), from pieces made here:
 The image is tagged `mnist-serve/kind-node:<kubernetes version>` and labelled with a hash of its
 inputs; it is rebuilt when they change. The engine keeps it in its data root (the build cache).
 
-    python -m clusterkit.kind.nodeimage --kind-version v0.33.0     # prints the tag
+    python -m clusterkit.kind.nodeimage --kind-version v0.33.0     # the tag on stdout, progress on stderr
 """
 
 from __future__ import annotations
@@ -395,7 +395,8 @@ def preload(root: Path, ctr: Path, containerd: Path, archives: list[Path], work:
             text=True,
             check=True,
         ).stdout.split()
-        print("[kind] images in the node image: " + ", ".join(sorted(listed)))
+        named = sorted(name for name in listed if not name.startswith("sha256:"))
+        print("[kind] images in the node image: " + ", ".join(named), file=sys.stderr)
     finally:
         process.terminate()
         process.wait(timeout=60)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from clusterkit.processes import end_group
+
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / "artifacts" / "kube"
 KUBECONFIG = STATE / "kubeconfig"
@@ -386,16 +388,7 @@ def stop(name: str, grace: float = 20) -> None:
     path = pid_file(name)
     if not path.exists():
         return
-    pid = int(path.read_text())
-    try:
-        os.killpg(pid, signal.SIGTERM)  # each process leads its own session (start_new_session)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            time.sleep(0.2)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    end_group(int(path.read_text()), grace)  # each process leads its own session (start_new_session)
     path.unlink()
 
 
