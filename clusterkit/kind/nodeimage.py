@@ -38,13 +38,13 @@ from pathlib import Path
 
 import yaml
 
+from clusterkit.kind import preload
 from clusterkit.kind.engine import docker
 from clusterkit.kube import images
-from clusterkit.kube.cluster import CACHE, go_version, wait_for
+from clusterkit.kube.cluster import CACHE, go_version
 
 REPOSITORY = "mnist-serve/kind-node"
 LABEL = "dev.mnist-serve.inputs"
-PAUSE = "localhost/mnist-serve-pause:kind"
 POD_RANGE = "10.244.0.0/24"  # the first node's podCIDR out of kind's default podSubnet 10.244.0.0/16
 # What kind's base image installs (images/base/Dockerfile), less the network-storage packages,
 # plus runc (kind builds its own).
@@ -111,7 +111,8 @@ def pieces() -> dict[str, Path]:
 
 def inputs_hash(kind_version: str, bins: dict[str, Path]) -> str:
     digest = hashlib.sha256(f"{kind_version} {PACKAGES}".encode())
-    digest.update(Path(__file__).read_bytes())
+    for module in (Path(__file__), Path(preload.__file__)):
+        digest.update(module.read_bytes())
     for name in sorted(bins):
         digest.update(f"{name} {bins[name].parent.name} {bins[name].stat().st_size}".encode())
     return digest.hexdigest()[:16]
@@ -209,7 +210,7 @@ def containerd_config(root: Path) -> None:
     path = root / "etc" / "containerd" / "config.toml"
     config = path.read_text()
     for old, new in (
-        ('sandbox_image = "registry.k8s.io/pause:3.10"', f'sandbox_image = "{PAUSE}"'),
+        ('sandbox_image = "registry.k8s.io/pause:3.10"', f'sandbox_image = "{preload.PAUSE}"'),
         ("restrict_oom_score_adj = false", "restrict_oom_score_adj = true"),
     ):
         if old not in config:
@@ -254,152 +255,6 @@ def network(root: Path) -> None:
     }
     (root / "kind" / "manifests").mkdir(parents=True, exist_ok=True)
     (root / "kind" / "manifests" / "default-cni.yaml").write_text(yaml.safe_dump(manifest))
-
-
-# --- the images inside ------------------------------------------------------------------------
-
-
-def storage_manifest(root: Path, provisioner: str, helper: str) -> None:
-    """local-path-provisioner's own manifest (deploy/ in its module) as kind ships it: the default
-    StorageClass `standard`, the images built here."""
-    module = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", "github.com/rancher/local-path-provisioner"],
-        cwd=Path(__file__).resolve().parents[1] / "kube" / "go" / "local-path-provisioner",
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    objects = [
-        o for o in yaml.safe_load_all((Path(module) / "deploy" / "local-path-storage.yaml").read_text()) if o
-    ]
-    for obj in objects:
-        if obj["kind"] == "StorageClass":
-            obj["metadata"]["name"] = "standard"
-            obj["metadata"].setdefault("annotations", {})["storageclass.kubernetes.io/is-default-class"] = (
-                "true"
-            )
-        elif obj["kind"] == "Deployment":
-            (container,) = obj["spec"]["template"]["spec"]["containers"]
-            container["image"], container["imagePullPolicy"] = provisioner, "IfNotPresent"
-        elif obj["kind"] == "ConfigMap" and "helperPod.yaml" in obj["data"]:
-            pod = yaml.safe_load(obj["data"]["helperPod.yaml"])
-            (container,) = pod["spec"]["containers"]
-            container["image"], container["imagePullPolicy"] = helper, "IfNotPresent"
-            obj["data"]["helperPod.yaml"] = yaml.safe_dump(pod)
-    (root / "kind" / "manifests" / "default-storage.yaml").write_text(yaml.safe_dump_all(objects))
-
-
-def image_archives(root: Path, bins: dict[str, Path], version: str, work: Path) -> list[Path]:
-    """OCI archives of every image the node starts with: kubeadm's list (the pause image
-    replaced by the sandbox image above, as kind's builder does) and the storage provisioner's."""
-    wanted = subprocess.run(
-        [bins["kubeadm"], "config", "images", "list", "--kubernetes-version", version],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    path = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-    iptables = images.stage(
-        root,
-        [
-            "/usr/sbin/xtables-nft-multi",
-            "/usr/lib/x86_64-linux-gnu/xtables",
-            "/usr/sbin/conntrack",
-        ],
-        work / "iptables",
-    )
-    for name in (
-        "iptables",
-        "iptables-save",
-        "iptables-restore",
-        "ip6tables",
-        "ip6tables-save",
-        "ip6tables-restore",
-    ):
-        (iptables / "usr" / "sbin" / name).symlink_to("xtables-nft-multi")
-    recipes = {
-        name: ({f"/usr/local/bin/{name}": bins[name]}, None, None)
-        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
-    }
-    recipes["kube-proxy"] = ({"/": iptables, "/usr/local/bin/kube-proxy": bins["kube-proxy"]}, None, None)
-    recipes["coredns"] = ({"/coredns": bins["coredns"]}, ["/coredns"], None)
-    archives = []
-    for tag in wanted:
-        name = tag.rsplit("/", 1)[1].split(":")[0]
-        if name == "pause":
-            continue
-        if name not in recipes:
-            raise RuntimeError(f"kubeadm wants {tag}, which this builder does not make")
-        files, entrypoint, user = recipes[name]
-        archives.append(
-            images.build(tag, work / f"{name}.tar", files, entrypoint=entrypoint, user=user, env=path)
-        )
-    archives.append(
-        images.build(
-            PAUSE, work / "pause.tar", {"/pause": bins["pause"]}, entrypoint=["/pause"], user="65535:65535"
-        )
-    )
-    lpp = bins["local-path-provisioner"].parent.name.removeprefix("local-path-provisioner-")
-    provisioner = f"localhost/mnist-serve-local-path-provisioner:{lpp}"
-    helper = "localhost/mnist-serve-local-path-helper:bookworm"
-    archives.append(
-        images.build(
-            provisioner,
-            work / "lpp.tar",
-            {"/usr/bin/local-path-provisioner": bins["local-path-provisioner"]},
-            env=path,
-        )
-    )
-    shell = images.stage(
-        root, ["/usr/bin/dash", "/usr/bin/mkdir", "/usr/bin/rm", "/usr/bin/chmod"], work / "helper"
-    )
-    (shell / "usr" / "bin" / "sh").symlink_to("dash")
-    archives.append(images.build(helper, work / "helper.tar", {"/": shell}, env=path))
-    storage_manifest(root, provisioner, helper)
-    return archives
-
-
-def preload(root: Path, ctr: Path, containerd: Path, archives: list[Path], work: Path) -> None:
-    """Import the archives into the node's containerd store (its /var/lib/containerd) with a
-    containerd of the node's own version, run here for the purpose: content only, unpacked when a
-    pod first uses it, pinned so the kubelet's image GC keeps them (kind's imageimporter.go)."""
-    sock = work / "containerd.sock"
-    config = work / "containerd.toml"
-    config.write_text(
-        f'version = 3\nroot = "{root}/var/lib/containerd"\nstate = "{work}/state"\n'
-        f'[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n'
-    )
-    log = (work / "containerd.log").open("w")
-    process = subprocess.Popen([containerd, "--config", config], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for("containerd's socket", sock.exists, 60, interval=0.2)
-        for archive in archives:
-            subprocess.run(
-                [
-                    ctr,
-                    f"--address={sock}",
-                    "--namespace=k8s.io",
-                    "images",
-                    "import",
-                    "--label=io.cri-containerd.pinned=pinned",
-                    "--all-platforms",
-                    "--no-unpack",
-                    archive,
-                ],
-                check=True,
-                capture_output=True,
-            )
-        listed = subprocess.run(
-            [ctr, f"--address={sock}", "--namespace=k8s.io", "images", "list", "-q"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        named = sorted(name for name in listed if not name.startswith("sha256:"))
-        print("[kind] images in the node image: " + ", ".join(named), file=sys.stderr)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 # --- the whole --------------------------------------------------------------------------------
@@ -461,8 +316,8 @@ def build(kind_version: str) -> str:
         install(root, bins, version)
         containerd_config(root)
         network(root)
-        archives = image_archives(root, bins, version, work)
-        preload(root, bins["ctr"], bins["containerd"], archives, work)
+        archives = preload.archives(root, bins, version, work)
+        preload.preload(root, bins["ctr"], bins["containerd"], archives, work)
         pack(root, tag, key)
     print(f"[kind] node image {tag} built in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return tag

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusterkit.kind import cluster, nodeimage
+from clusterkit.kind import cluster, nodeimage, preload
 from clusterkit.kube import images
 from clusterkit.localray import REPO
 
@@ -66,7 +66,7 @@ def test_the_node_images_containerd_gets_its_two_changes_or_fails_loudly(tmp_pat
     config.write_text((kind / "images" / "base" / "files" / "etc" / "containerd" / "config.toml").read_text())
     nodeimage.containerd_config(tmp_path)
     text = config.read_text()
-    assert f'sandbox_image = "{nodeimage.PAUSE}"' in text and "restrict_oom_score_adj = true" in text
+    assert f'sandbox_image = "{preload.PAUSE}"' in text and "restrict_oom_score_adj = true" in text
     with pytest.raises(RuntimeError, match="no longer has 'sandbox_image"):
         nodeimage.containerd_config(tmp_path)  # kind moved the line: say so, don't ship it unchanged
 
