@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from pathlib import Path
 
 # podman on this VM: runc (crun fails on its hybrid cgroups) and the ulimits Ray needs.
 CONTAINERS_CONF = """[containers]
@@ -15,11 +16,12 @@ runtime = "runc"
 
 
 def use_containers_conf() -> None:
-    """Point podman at CONTAINERS_CONF for this process and its children (once)."""
+    """Point podman at CONTAINERS_CONF for this process and its children (one file, shared)."""
     if "CONTAINERS_CONF" not in os.environ:
-        with tempfile.NamedTemporaryFile("w", prefix="containers-", suffix=".conf", delete=False) as conf:
-            conf.write(CONTAINERS_CONF)
-        os.environ["CONTAINERS_CONF"] = conf.name
+        conf = Path(tempfile.gettempdir()) / "mnist-serve-containers.conf"
+        if not conf.exists() or conf.read_text() != CONTAINERS_CONF:
+            conf.write_text(CONTAINERS_CONF)
+        os.environ["CONTAINERS_CONF"] = str(conf)
 
 
 def podman(*args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ one (KIND_LOCAL=1) that `make kind-test` runs on this machine for real."""
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,9 @@ from clusterkit.helmchart import KUBE_VERSIONS
 from clusterkit.kube.cluster import go_version
 from clusterkit.localray import REPO
 
-# Where the plans install tools: an empty folder, so that tools already in bin/ don't hide their rules.
-TOOLS = Path(tempfile.mkdtemp(prefix="kind-wiring-"))
+# Where the plans would install tools: a folder that does not exist, so that tools already in bin/
+# don't hide their rules (`make -n` creates nothing).
+TOOLS = Path("/nonexistent/mnist-serve-bin")
 
 
 def planned(*args: str) -> str:
@@ -188,3 +188,9 @@ def test_the_release_workflow_publishes_images_and_chart_on_a_version_tag():
     assert workflow["permissions"]["packages"] == "write"
     run = " ".join(step.get("run", "") for step in job["steps"])
     assert "make image-push" in run and "make chart-push" in run and "registry login ghcr.io" in run
+
+
+def test_kube_test_runs_the_same_suite_on_its_own_cluster_and_always_tears_down():
+    plan = planned("kube-test")
+    in_order(plan, ["clusterkit.kube.cluster up", "clusterkit.kube.release up", 'pytest -m "kube" tests/kube'])
+    assert plan.rstrip().endswith("exit $rc") and "clusterkit.kube.cluster down" in plan
