@@ -192,5 +192,7 @@ def test_the_release_workflow_publishes_images_and_chart_on_a_version_tag():
 
 def test_kube_test_runs_the_same_suite_on_its_own_cluster_and_always_tears_down():
     plan = planned("kube-test")
-    in_order(plan, ["clusterkit.kube.cluster up", "clusterkit.kube.release up", 'pytest -m "kube" tests/kube'])
+    in_order(
+        plan, ["clusterkit.kube.cluster up", "clusterkit.kube.release up", 'pytest -m "kube" tests/kube']
+    )
     assert plan.rstrip().endswith("exit $rc") and "clusterkit.kube.cluster down" in plan
