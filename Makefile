@@ -298,6 +298,10 @@ $(KUBECTL):
 	@$(call pinned-sum,kubectl,$(KUBECTL_VERSION)) \
 	curl -fsSLo $@.partial https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/$(OS)/$(ARCH)/kubectl && \
 	echo "$$sum  $@.partial" | $(SHA256SUM) -c - && chmod +x $@.partial && mv $@.partial $@
+else
+# kube-build's kubectl, built by kind-build when the cache lacks it.
+$(KUBECTL):
+	$(MAKE) --no-print-directory kind-build
 endif
 
 .PHONY: kind-test

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -59,6 +60,24 @@ def pytest_terminal_summary(terminalreporter) -> None:
 def report():
     """Record a measured figure for the end-of-run summary (and the closing notes)."""
     return FIGURES.append
+
+
+# A make above this run (`make test`) passes its level and flags down; plans are made as from a shell.
+_MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+
+
+def _make_plan(*args: str) -> str:
+    result = subprocess.run(
+        ["make", "-n", *args], cwd=TESTS.parent, env=_MAKE_ENV, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def make_plan() -> Callable[..., str]:
+    """`make_plan(target, VAR=value, ...)`: the commands `make -n` prints, none of them run."""
+    return _make_plan
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from clusterkit.helmchart import REPO, SCENARIOS, by_kind, groups, rayservice, render
+from clusterkit.helmchart import SCENARIOS, by_kind, groups, rayservice, render
 from clusterkit.kuberay import serve_config
 
 GPU = "nvidia.com/gpu"
@@ -235,17 +233,10 @@ def test_helm_test_pod_is_as_hardened_as_the_ray_pods(rendered):
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
-def make_n(*args: str) -> str:
-    """The commands `make` would run (make -n), without running them."""
-    result = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def test_image_push_publishes_what_the_charts_default_image_points_at(rendered):
+def test_image_push_publishes_what_the_charts_default_image_points_at(rendered, make_plan):
     """The default image.repository (ghcr.io/mnist-serve/mnist-serve) is what the release workflow's
     `make image-push REGISTRY=ghcr.io/<owner>` publishes for this repository (owner mnist-serve)."""
-    plan = make_n("image-push", "REGISTRY=ghcr.io/mnist-serve", "ARCH=amd64")
+    plan = make_plan("image-push", "REGISTRY=ghcr.io/mnist-serve", "ARCH=amd64")
     images = {container(group)["image"] for group in groups(rayservice(rendered["mixed"])).values()}
     assert images == {
         "ghcr.io/mnist-serve/mnist-serve:0.1.0-ray2.60.0-cpu",
@@ -254,5 +245,5 @@ def test_image_push_publishes_what_the_charts_default_image_points_at(rendered):
     for image in images:
         assert f"-t {image} " in plan and f"docker push {image}" in plan
     assert "rayproject/ray:2.60.0-py311-gpu" in plan
-    chart = make_n("chart-push", "REGISTRY=ghcr.io/mnist-serve")
+    chart = make_plan("chart-push", "REGISTRY=ghcr.io/mnist-serve")
     assert "push artifacts/chart/mnist-serve-0.1.0.tgz oci://ghcr.io/mnist-serve/charts" in chart

@@ -14,16 +14,15 @@ from clusterkit.helmchart import KUBE_VERSIONS
 from clusterkit.kube.cluster import go_version
 from clusterkit.localray import REPO
 
-# Where the plans would install tools: a folder that does not exist, so that tools already in bin/
-# don't hide their rules (`make -n` creates nothing).
+# Where the plans would install tools and find the Go builds: folders that do not exist, so that
+# what this machine already built doesn't hide the rules a fresh one runs (`make -n` creates nothing).
 TOOLS = Path("/nonexistent/mnist-serve-bin")
+BUILDS = Path("/nonexistent/mnist-serve-cache")
 
 
-def planned(*args: str) -> str:
-    command = ["make", "-n", f"LOCALBIN={TOOLS}", *args]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+@pytest.fixture
+def planned(make_plan):
+    return lambda *args: make_plan(f"LOCALBIN={TOOLS}", f"KUBE_CACHE={BUILDS}", *args)
 
 
 def in_order(plan: str, steps: list[str]) -> None:
@@ -32,7 +31,7 @@ def in_order(plan: str, steps: list[str]) -> None:
     assert positions == sorted(positions)
 
 
-def test_kind_test_runs_every_step_in_order_and_tears_down():
+def test_kind_test_runs_every_step_in_order_and_tears_down(planned):
     plan = planned("kind-test", "OS=linux", "ARCH=amd64")
     in_order(
         plan,
@@ -62,7 +61,7 @@ def test_kind_test_runs_every_step_in_order_and_tears_down():
     assert "image=;" in plan  # the pinned node image unless KIND_NODE_IMAGE says otherwise
 
 
-def test_kind_local_builds_everything_here_and_changes_only_the_node_and_operator_images():
+def test_kind_local_builds_everything_here_and_changes_only_the_node_and_operator_images(planned):
     plan = planned("kind-test", "KIND_LOCAL=1", "OS=linux", "ARCH=amd64")
     k8s = go_version("kubernetes", "k8s.io/kubernetes")
     operator = go_version("kuberay", "github.com/ray-project/kuberay/ray-operator").lstrip("v")
@@ -92,14 +91,14 @@ def test_the_local_node_image_is_the_pinned_images_kubernetes_version():
     assert node["image"].split(":")[1].split("@")[0] == go_version("kubernetes", "k8s.io/kubernetes")
 
 
-def test_the_smoke_load_is_gated_on_the_slos():
+def test_the_smoke_load_is_gated_on_the_slos(planned):
     plan = planned("loadtest", "HOST=http://127.0.0.1:18000", "RESULTS=loadtest/results/kind")
     assert plan.index("locust -f locustfile.py --headless --host http://127.0.0.1:18000") < plan.index(
         "loadtest/slo.py loadtest/results/kind/locust --slo loadtest/slo.yaml"
     )
 
 
-def test_keep_cluster_skips_the_teardown_and_podman_names_images_localhost():
+def test_keep_cluster_skips_the_teardown_and_podman_names_images_localhost(planned):
     kept = planned("kind-test", "KEEP_CLUSTER=1")
     assert "delete cluster" not in kept and "engine down" not in kept
     podman = planned("kind-load", "kind-deploy", "CONTAINER_TOOL=podman")
@@ -107,7 +106,7 @@ def test_keep_cluster_skips_the_teardown_and_podman_names_images_localhost():
     assert "--set image.repository=localhost/mnist-serve" in podman
 
 
-def test_diagnostics_cover_the_rayservice_pods_operator_and_ray_logs():
+def test_diagnostics_cover_the_rayservice_pods_operator_and_ray_logs(planned):
     plan = planned("kind-diagnostics")
     for what in (
         "get rayservice mnist-serve -o yaml",
@@ -147,14 +146,14 @@ SUMS = {
 
 
 @pytest.mark.parametrize(("os", "arch"), PLATFORMS)
-def test_kubectl_is_downloaded_for_the_platform_and_checked_against_its_pinned_sum(os, arch):
+def test_kubectl_is_downloaded_for_the_platform_and_checked_against_its_pinned_sum(os, arch, planned):
     plan = planned(str(TOOLS / "kubectl-v1.33.1"), f"OS={os}", f"ARCH={arch}")
     assert f"https://dl.k8s.io/release/v1.33.1/bin/{os}/{arch}/kubectl" in plan
     assert f'"kubectl-v1.33.1-{os}-{arch}"' in plan and f"kubectl-v1.33.1-{os}-{arch}" in SUMS
 
 
 @pytest.mark.parametrize(("os", "arch"), PLATFORMS)
-def test_kind_is_a_pinned_download_or_a_go_install_verified_by_the_go_sumdb(os, arch):
+def test_kind_is_a_pinned_download_or_a_go_install_verified_by_the_go_sumdb(os, arch, planned):
     plan = planned(str(TOOLS / "kind-v0.33.0"), f"OS={os}", f"ARCH={arch}")
     assert f"releases/download/v0.33.0/kind-{os}-{arch}" in plan and f"kind-v0.33.0-{os}-{arch}" in SUMS
     # Offline (KIND_LOCAL=1), or without a pinned sum, kind is built with `go install`.
@@ -174,7 +173,7 @@ def test_a_platform_without_a_pinned_sum_is_refused_before_any_download(tmp_path
     assert not list(tmp_path.iterdir())
 
 
-def test_the_image_is_built_for_the_nodes_platform():
+def test_the_image_is_built_for_the_nodes_platform(planned):
     arm = planned("image", "ARCH=arm64")
     assert "--platform linux/arm64" in arm and "rayproject/ray:2.60.0-py311-cpu-aarch64" in arm
     assert "--platform linux/amd64" in planned("image", "ARCH=amd64")
@@ -190,7 +189,7 @@ def test_the_release_workflow_publishes_images_and_chart_on_a_version_tag():
     assert "make image-push" in run and "make chart-push" in run and "registry login ghcr.io" in run
 
 
-def test_kube_test_runs_the_same_suite_on_its_own_cluster_and_always_tears_down():
+def test_kube_test_runs_the_same_suite_on_its_own_cluster_and_always_tears_down(planned):
     plan = planned("kube-test")
     in_order(
         plan, ["clusterkit.kube.cluster up", "clusterkit.kube.release up", 'pytest -m "kube" tests/kube']
