@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import math
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import ray
@@ -160,18 +161,27 @@ class Composed:
 
 
 class Fused:
-    """The ingress's model in its own process: no hop between deployments (CPU-only clusters)."""
+    """The ingress's model in its own process: no hop between deployments (CPU-only clusters).
+
+    Forward passes run one at a time on a thread of their own, so that the replica's event loop
+    keeps reading and answering requests meanwhile (torch releases the GIL while it computes).
+    """
 
     def __init__(self, source: ModelSource) -> None:
         self.source = source
         self.model: Model | None = None
+        self.compute: ThreadPoolExecutor | None = None
 
     def start(self) -> Fused:
         """Load the model; called in the ingress replica, not where the app is built."""
         self.model = Model(self.source)
+        self.compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         return self
 
     async def predict(self, requests: list[np.ndarray]) -> Prediction:
+        return await asyncio.get_running_loop().run_in_executor(self.compute, self._predict, requests)
+
+    def _predict(self, requests: list[np.ndarray]) -> Prediction:
         model_input = torch.cat([to_model_input(pixels) for pixels in requests]).numpy()
         (prediction,) = self.model.forward([model_input])
         return prediction

@@ -7,7 +7,8 @@ beside Serve's own `ray_serve_*` series; Serve adds the `deployment`, `replica` 
 Two hooks, both protocol-agnostic:
 - `RequestMetrics`, an ASGI middleware on the ingress app, and `rpc`, its gRPC counterpart
   around each OIP RPC: requests by route, format and status, rejections by reason, and images
-  per route and format (counted by `count_images` wherever a request's pixels are decoded);
+  per route and format (counted by `count_images` wherever a request's pixels are decoded; a
+  refusal's reason comes from its status, or from `refused` where the status alone does not say);
 - `ClassifierMetrics`, created by the classifier: images per forward pass and the model version
   (refreshed by its health check).
 Metric objects are created on first use, inside the replica, where Serve's tags are known.
@@ -16,6 +17,7 @@ Metric objects are created on first use, inside the replica, where Serve's tags 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from contextvars import ContextVar
 
@@ -32,13 +34,21 @@ REASONS = {
     415: "unsupported_media_type",
     422: "invalid_input",
     429: "overloaded",
-    503: "overloaded",
+    503: "overloaded",  # unless `refused` says otherwise (e.g. replica_lost)
 }
 # Images per forward pass: powers of two up to the largest request (4096 images).
 BATCH_BUCKETS = [2.0**i for i in range(13)]
 
-# The image count of the request being served, set by `count_images`, read by the middleware.
-_images: ContextVar[list[int] | None] = ContextVar("mnist_serve_images", default=None)
+
+@dataclasses.dataclass
+class _Tally:
+    """What the request being served records beside its status (set below, read by the hooks)."""
+
+    images: int = 0
+    reason: str | None = None
+
+
+_request: ContextVar[_Tally | None] = ContextVar("mnist_serve_request", default=None)
 
 
 @functools.cache
@@ -55,7 +65,7 @@ def _ingress() -> tuple[Counter, Counter, Counter]:
     )
     rejected = Counter(
         "mnist_serve_rejected_requests",
-        description="Requests refused by the ingress (4xx, or 503 when the model is at capacity), by reason.",
+        description="Requests refused by the ingress (4xx; 503: overloaded or replica_lost), by reason.",
         tag_keys=("route", "reason"),
     )
     return requests, images, rejected
@@ -63,18 +73,25 @@ def _ingress() -> tuple[Counter, Counter, Counter]:
 
 def count_images(n: int) -> None:
     """Record that the request being served holds `n` images (no-op outside a request)."""
-    counter = _images.get()
-    if counter is not None:
-        counter[0] += n
+    tally = _request.get()
+    if tally is not None:
+        tally.images += n
 
 
-def _record(route: str, method: str, body_format: str, status: int, images: int) -> None:
+def refused(reason: str) -> None:
+    """Record why the request being served is refused, where its status has several reasons."""
+    tally = _request.get()
+    if tally is not None:
+        tally.reason = reason
+
+
+def _record(route: str, method: str, body_format: str, status: int, tally: _Tally) -> None:
     requests, image_counter, rejected = _ingress()
     requests.inc(tags={"route": route, "method": method, "format": body_format, "status": str(status)})
-    if images:
-        image_counter.inc(images, tags={"route": route, "format": body_format})
+    if tally.images:
+        image_counter.inc(tally.images, tags={"route": route, "format": body_format})
     if status in REASONS:
-        rejected.inc(tags={"route": route, "reason": REASONS[status]})
+        rejected.inc(tags={"route": route, "reason": tally.reason or REASONS[status]})
 
 
 @contextlib.contextmanager
@@ -82,8 +99,8 @@ def rpc(name: str):
     """Around one OIP gRPC call: recorded as route `/inference.GRPCInferenceService/<name>`,
     method `gRPC`, format `grpc`, with the HTTP status its outcome maps to (an error's `status`,
     200 when it returns)."""
-    images = [0]
-    token = _images.set(images)
+    tally = _Tally()
+    token = _request.set(tally)
     status = 500
     try:
         yield
@@ -92,8 +109,8 @@ def rpc(name: str):
         status = getattr(exc, "status", 500)
         raise
     finally:
-        _images.reset(token)
-        _record(f"/inference.GRPCInferenceService/{name}", "gRPC", "grpc", status, images[0])
+        _request.reset(token)
+        _record(f"/inference.GRPCInferenceService/{name}", "gRPC", "grpc", status, tally)
 
 
 class RequestMetrics:
@@ -110,8 +127,8 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         status = 500  # what the client sees when the app raises before answering
-        images = [0]
-        token = _images.set(images)
+        tally = _Tally()
+        token = _request.set(tally)
 
         async def send_status(message) -> None:
             nonlocal status
@@ -122,16 +139,16 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            _images.reset(token)
-            self._record(scope, status, images[0])
+            _request.reset(token)
+            self._record(scope, status, tally)
 
     @staticmethod
-    def _record(scope, status: int, images: int) -> None:
+    def _record(scope, status: int, tally: _Tally) -> None:
         # The matched route's template (bounded cardinality), set on the scope by the router.
         route = getattr(scope.get("route"), "path", "unmatched")
         content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
         body_format = FORMATS.get(content_type.decode("latin-1"), "other" if content_type else "none")
-        _record(route, scope["method"], body_format, status, images)
+        _record(route, scope["method"], body_format, status, tally)
 
 
 class ClassifierMetrics:

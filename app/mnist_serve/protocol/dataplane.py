@@ -54,6 +54,7 @@ class DataPlane:
             raise InputError("the model is at capacity; retry shortly", 503) from None
         except RayActorError:
             # A replica died under this request (its node was lost); Serve is replacing it.
+            metrics.refused("replica_lost")
             raise InputError("a model replica was lost; retry shortly", 503) from None
 
     async def model_version(self) -> str:
