@@ -52,7 +52,8 @@ model: $(STAMP) ## Train the CNN on MNIST (skipped when valid weights exist).
 	$(BIN)/python -m mnist_serve.train --out $(MODEL_DIR)
 
 .PHONY: run
-# Through clusterkit.serverun: it ends what a hard-killed earlier run left holding the ports.
+# Through clusterkit.serverun: it ends what a hard-killed earlier run left holding the ports. exec:
+# make's SIGTERM (`kill <make's PID>`) reaches the runner, not only the shell.
 # MODEL_URI (path, file://, s3://, gs://, https://) and MODEL_VERSION serve another model; the
 # object store's credentials come from the environment (AWS_*, AWS_ENDPOINT_URL, ADC for gs://).
 run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (MODEL_URI, MODEL_VERSION, MODEL_SHA256 override the model).
@@ -60,7 +61,7 @@ run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (MODEL_URI
 	if [ -n "$(MODEL_URI)" ]; then config=artifacts/serve_config.run.yaml && \
 		$(BIN)/python -m clusterkit.serveconfig $(SERVE_CONFIG) -o $$config --model-uri '$(MODEL_URI)' \
 			--model-version '$(MODEL_VERSION)' --model-sha256 '$(MODEL_SHA256)'; fi && \
-	$(BIN)/python -m clusterkit.serverun $$config
+	exec $(BIN)/python -m clusterkit.serverun $$config
 
 .PHONY: samples
 samples: $(STAMP) ## Write a real test digit as a request body in every format (for curl).

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import requests
 
+from clusterkit.poll import wait_for
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -91,11 +93,8 @@ class Load:
     def wait_for(self, requests_count: int, timeout_s: float = 60) -> None:
         """Block until this many more answers have arrived (the load is really flowing)."""
         target = len(self.outcomes) + requests_count
-        deadline = time.monotonic() + timeout_s
-        while len(self.outcomes) < target:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(self.outcomes)} of {target} requests answered in {timeout_s}s")
-            time.sleep(0.1)
+        answered = lambda: len(self.outcomes) >= target  # noqa: E731
+        wait_for(lambda: f"{target} answers (now {len(self.outcomes)})", answered, timeout_s, 0.1)
 
 
 def root_cause(exc: BaseException) -> str:

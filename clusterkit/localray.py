@@ -31,6 +31,7 @@ import yaml
 from clusterkit import helmchart, kuberay
 from clusterkit.kuberay import Node
 from clusterkit.load import root_cause
+from clusterkit.poll import wait_for
 from clusterkit.processes import TAG, end_tagged
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,20 +136,14 @@ class RayDashboard:
     def wait_up(self, timeout_s: float, alive=lambda: None, logs: str = "") -> None:
         """Wait until the dashboard answers; `alive()` raises if what should serve it has died;
         `logs` says where to look when it never answers."""
-        deadline = time.monotonic() + timeout_s
-        status = None
-        while time.monotonic() < deadline:
-            alive()
+
+        def answers() -> bool:
             try:
-                status = requests.get(f"{self.dashboard_url}/api/version", timeout=2).status_code
-                if status == 200:
-                    return
+                return requests.get(f"{self.dashboard_url}/api/version", timeout=2).status_code == 200
             except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(
-            f"the Ray dashboard did not answer 200 within {timeout_s}s (last status {status}); see {logs}"
-        )
+                return False
+
+        wait_for(f"the Ray dashboard to answer 200 (see {logs})", answers, timeout_s, 0.5, abort=alive)
 
     def _state(self, resource: str) -> list[dict]:
         """Ray's state API: every node or actor, with details."""
@@ -184,19 +179,20 @@ class RayDashboard:
         `since`: ignore a status older than this deploy time (seconds since the
         epoch), so a redeploy is not mistaken for the previous RUNNING state.
         """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            apps = self.details().get("applications") or {}
-            fresh = all(a.get("last_deployed_time_s", 0) >= since for a in apps.values())
-            statuses = {name: app["status"] for name, app in apps.items()}
-            if apps and fresh and all(s == "RUNNING" for s in statuses.values()):
-                return apps
-            failed = {n: apps[n]["message"] for n, s in statuses.items() if s == "DEPLOY_FAILED"}
+        seen: dict = {}
+
+        def running() -> bool:
+            seen.clear()
+            seen.update(self.details().get("applications") or {})
+            fresh = all(a.get("last_deployed_time_s", 0) >= since for a in seen.values())
+            failed = {n: a["message"] for n, a in seen.items() if a["status"] == "DEPLOY_FAILED"}
             if failed and fresh:
                 raise RuntimeError(f"serve applications failed to deploy: {failed}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"applications not RUNNING after {timeout_s}s: {statuses}")
-            time.sleep(1)
+            return bool(seen) and fresh and all(a["status"] == "RUNNING" for a in seen.values())
+
+        statuses = lambda: {name: app["status"] for name, app in seen.items()}  # noqa: E731
+        wait_for(lambda: f"applications RUNNING (now {statuses()})", running, timeout_s)
+        return seen
 
 
 class LocalRayCluster(RayDashboard):
@@ -376,9 +372,10 @@ class LocalRayCluster(RayDashboard):
         :8000/-/healthz`, ray-operator/controllers/ray/common/pod.go; FACTS.md): only then is a
         pod an endpoint of the serve Service. Ray starts a proxy where replicas land, so after
         the app is RUNNING; until its routes arrive it answers requests 404 and its health check 503."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            waiting = {}
+        waiting: dict[str, str] = {}
+
+        def ready() -> bool:
+            waiting.clear()
             for name in names:
                 try:
                     response = requests.get(f"{self.proxy_url(name)}/-/healthz", timeout=2)
@@ -386,11 +383,9 @@ class LocalRayCluster(RayDashboard):
                         waiting[name] = f"{response.status_code} {response.text[:80]!r}"
                 except requests.RequestException as exc:
                     waiting[name] = root_cause(exc)
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"serve proxies not ready after {timeout_s}s: {waiting}")
-            time.sleep(0.5)
+            return not waiting
+
+        wait_for(lambda: f"serve proxies ready (now {waiting})", ready, timeout_s, 0.5)
 
     def _head_alive(self) -> None:
         head = self.processes["head"]
@@ -400,20 +395,20 @@ class LocalRayCluster(RayDashboard):
             )
 
     def wait_nodes(self, count: int, timeout_s: float = 120) -> list[dict]:
-        deadline = time.monotonic() + timeout_s
-        while True:
+        alive: list[dict] = []
+
+        def all_alive() -> bool:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"node {name} exited with {process.returncode}; see {self.temp_dir}")
             try:
-                alive = self.alive_nodes()
+                alive[:] = self.alive_nodes()
             except (requests.RequestException, ValueError):  # a head coming back answers 500s a while
-                alive = []
-            if len(alive) == count:
-                return alive
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(alive)} of {count} Ray nodes alive after {timeout_s}s")
-            time.sleep(0.5)
+                alive.clear()
+            return len(alive) == count
+
+        wait_for(lambda: f"{count} Ray nodes alive (now {len(alive)})", all_alive, timeout_s, 0.5)
+        return alive
 
     def node_id(self, name: str) -> str:
         """The Ray node ID of one of our nodes (read from its raylet's command line)."""

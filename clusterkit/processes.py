@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import psutil
 
@@ -81,11 +80,10 @@ def end_group(pid: int, grace: float = 20) -> None:
     """SIGTERM the process group `pid` leads (a process started with start_new_session); SIGKILL
     the group if its leader is still alive `grace` seconds later."""
     try:
+        leader = psutil.Process(pid)
         os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            time.sleep(0.2)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
+        leader.wait(grace)
+    except (ProcessLookupError, psutil.NoSuchProcess):
         pass
+    except psutil.TimeoutExpired:
+        os.killpg(pid, signal.SIGKILL)

@@ -9,6 +9,10 @@ So each run tags its environment with a value of its own (`clusterkit.processes`
 process below it inherits, and records that value. The next run first ends whatever still carries
 it, orphans included; a stranger never carries it. If a port it needs is still held by anything
 else, it stops with that process's PID and command line instead of letting Ray fail obscurely.
+
+SIGTERM, which `timeout`, process managers and IDEs send, is handled as Ctrl-C is: `serve run`
+runs in a session of its own and gets one SIGINT from the runner, whichever signal came and
+however often (a second SIGINT would interrupt Ray's shutdown).
 """
 
 from __future__ import annotations
@@ -61,6 +65,21 @@ def holders(ports: dict[str, int]) -> list[str]:
     return held
 
 
+def interrupt_once(child: subprocess.Popen) -> None:
+    """Ctrl-C (SIGINT) and a stop request (SIGTERM, from `timeout`, a process manager, an IDE)
+    alike become one SIGINT to `child`: a second would cut its shutdown short."""
+    sent = False
+
+    def forward(signum, frame) -> None:
+        nonlocal sent
+        if not sent:
+            child.send_signal(signal.SIGINT)
+            sent = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+
+
 def run(config: Path, env: dict[str, str], state: Path = STATE) -> int:
     """`serve run config` with `env` (the whole environment); its exit status."""
     for description in end_stale(state):
@@ -74,9 +93,10 @@ def run(config: Path, env: dict[str, str], state: Path = STATE) -> int:
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps({"tag": tag}))
     serve = Path(sys.executable).parent / "serve"
-    # Same process group: Ctrl-C reaches `serve run`, which stops Ray cleanly; the runner waits.
-    child = subprocess.Popen([str(serve), "run", str(config)], env={**env, TAG: tag})
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A session of its own, so that only the runner hears the terminal's and process managers'
+    # signals: `serve run` stops Ray cleanly on SIGINT only (SIGTERM would kill it mid-way).
+    child = subprocess.Popen([str(serve), "run", str(config)], env={**env, TAG: tag}, start_new_session=True)
+    interrupt_once(child)
     try:
         return child.wait()
     finally:

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from clusterkit.localray import WEIGHTS, LocalRayCluster, Ports, ray_env, serve_config, single_node
+from clusterkit.poll import wait_for
 from clusterkit.serveconfig import with_topology
 from mnist_serve import data
 from mnist_serve.config import DEPLOYMENTS
@@ -160,11 +161,20 @@ def _answers(ready: Callable[[], bool]) -> bool:
 def _server(command: list[str], log: Path, ready: Callable[[], bool], timeout_s: float = 30, **popen):
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **popen)
+
+    def running() -> None:
+        assert process.poll() is None, (
+            f"{command[0]} exited with {process.returncode}: {log.read_text()[-3000:]}"
+        )
+
     try:
-        deadline = time.monotonic() + timeout_s
-        while not _answers(ready):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_for(
+            lambda: f"{command[0]} ready: {log.read_text()[-3000:]}",
+            lambda: _answers(ready),
+            timeout_s,
+            0.2,
+            abort=running,
+        )
         yield process
     finally:
         process.terminate()

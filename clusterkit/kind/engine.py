@@ -21,7 +21,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from clusterkit.kube.cluster import CACHE, wait_for
+from clusterkit.kube.builds import CACHE
+from clusterkit.poll import wait_for
 from clusterkit.processes import end_group
 
 REPO = Path(__file__).resolve().parents[2]

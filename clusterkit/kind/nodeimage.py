@@ -40,8 +40,7 @@ import yaml
 
 from clusterkit.kind import preload
 from clusterkit.kind.engine import docker
-from clusterkit.kube import images
-from clusterkit.kube.cluster import CACHE, go_version
+from clusterkit.kube.builds import CACHE, cached, go_version
 
 REPOSITORY = "mnist-serve/kind-node"
 LABEL = "dev.mnist-serve.inputs"
@@ -100,8 +99,8 @@ def pieces() -> dict[str, Path]:
         **{name: cni / name for name in ("host-local", "loopback", "ptp", "portmap")},
         "local-path-provisioner": lpp / "local-path-provisioner",
         "etcd": CACHE / f"etcd-{go_version('etcd', 'go.etcd.io/etcd/server/v3')}" / "etcd",
-        "coredns": images.cached("coredns", "coredns"),
-        "pause": images.cached("pause", "pause"),
+        "coredns": cached("coredns", "coredns"),
+        "pause": cached("pause", "pause"),
     }
     missing = [str(path) for path in found.values() if not path.is_file()]
     if missing:

@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from clusterkit.kube import images
-from clusterkit.kube.cluster import GO, wait_for
+from clusterkit.kube.builds import GO
+from clusterkit.poll import wait_for
 
 PAUSE = "localhost/mnist-serve-pause:kind"
 IMAGE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}

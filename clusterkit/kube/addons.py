@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from clusterkit.kube import cluster, images, target
+from clusterkit.kube import builds, cluster, images, target
 
 OPERATOR_NAMESPACE = "kuberay-system"  # the namespace the chart's NetworkPolicy admits to the dashboard
 # The values `make kind-operator` installs the operator's Helm chart with; their resources here too.
@@ -22,7 +22,7 @@ OPERATOR_VALUES = cluster.REPO / "k8s" / "kuberay-operator-values.yaml"
 def module_dir(wrapper: str, module: str) -> Path:
     out = subprocess.run(
         ["go", "list", "-m", "-f", "{{.Dir}}", module],
-        cwd=cluster.GO / wrapper,
+        cwd=builds.GO / wrapper,
         capture_output=True,
         text=True,
     )
@@ -51,7 +51,7 @@ def restricted() -> dict:
 
 
 def coredns() -> None:
-    binary = images.cached("coredns", "coredns")
+    binary = builds.cached("coredns", "coredns")
     tag = f"localhost/mnist-serve-coredns:{binary.parent.name.removeprefix('coredns-')}"
     import_image(tag, binary, "coredns")
     ns, name = "kube-system", "coredns"
@@ -165,7 +165,7 @@ def operator() -> str:
     version = root.name.split("@")[-1]
     target.kubectl("apply", "--server-side", "-f", str(root / "config" / "crd" / "bases"))
     tag = f"localhost/mnist-serve-kuberay-operator:{version}"
-    import_image(tag, images.cached("kuberay", "ray-operator"), "manager")
+    import_image(tag, builds.cached("kuberay", "ray-operator"), "manager")
     ns, name = OPERATOR_NAMESPACE, "kuberay-operator"
     (role,) = [r for r in yaml.safe_load_all((root / "config" / "rbac" / "role.yaml").read_text()) if r]
     role["metadata"] = {"name": name}

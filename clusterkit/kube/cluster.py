@@ -24,13 +24,14 @@ from pathlib import Path
 
 import yaml
 
+from clusterkit.kube import images
+from clusterkit.kube.builds import CACHE, cached, go_version
+from clusterkit.poll import wait_for
 from clusterkit.processes import end_group
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / "artifacts" / "kube"
 KUBECONFIG = STATE / "kubeconfig"
-CACHE = Path(os.environ.get("MNIST_SERVE_CACHE", Path.home() / ".cache" / "mnist-serve"))
-GO = Path(__file__).resolve().parent / "go"
 
 BRIDGE = "mnskube0"
 NODE_IP = "10.244.0.1"  # the bridge's address: API server, kubelet and the pods' gateway
@@ -52,16 +53,6 @@ PROCESSES = [
     "kubelet",
     "kube-proxy",
 ]
-
-
-def go_version(wrapper: str, module: str) -> str:
-    return subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Version}}", module],
-        cwd=GO / wrapper,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
 
 
 def binaries() -> dict[str, Path]:
@@ -392,17 +383,14 @@ def stop(name: str, grace: float = 20) -> None:
     path.unlink()
 
 
-def wait_for(what: str, check, timeout: float, name: str | None = None, interval: float = 1) -> float:
-    """Poll `check` until it is true; the seconds it took. Fails at `timeout`, or at once when the
-    process we started as `name` has exited."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if name and not alive(name):
-            raise RuntimeError(f"{name} exited while waiting for {what}")
-        if check():
-            return time.monotonic() - started
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+def running(name: str):
+    """`wait_for`'s abort: fails once the process we started as `name` has exited."""
+
+    def check() -> None:
+        if not alive(name):
+            raise RuntimeError(f"{name} exited; see {log_file(name)}")
+
+    return check
 
 
 def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -494,23 +482,23 @@ def up(timeout: float = 300) -> None:
                 start(name, cmds[name])
             if name == "containerd":
                 sock = STATE / "containerd" / "containerd.sock"
-                wait_for("containerd's socket", sock.exists, 30, name)
+                wait_for("containerd's socket", sock.exists, 30, abort=running(name))
                 import_pause()
             elif name == "etcd":
                 wait_for(
                     "etcd",
                     lambda: run("curl", "-fs", f"{ETCD_CLIENT}/health", check=False).returncode == 0,
                     60,
-                    name,
+                    abort=running(name),
                 )
             elif name == "kube-apiserver":
                 wait_for(
                     "the API server",
                     lambda: kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
                     timeout,
-                    name,
+                    abort=running(name),
                 )
-        wait_for("the node Ready", node_ready, timeout, "kubelet")
+        wait_for("the node Ready", node_ready, timeout, abort=running("kubelet"))
         server = yaml.safe_load(kubectl("version", "-o", "yaml").stdout)["serverVersion"]["gitVersion"]
         print(f"[kube] Kubernetes {server}: control plane and node Ready in {time.monotonic() - t0:.0f} s")
         from clusterkit.kube import addons
@@ -542,9 +530,7 @@ def import_pause() -> None:
     """containerd's sandbox_image, built here (FROM scratch + our pause binary): nothing is pulled."""
     if PAUSE_IMAGE in ctr("images", "ls", "-q").stdout.split():
         return
-    from clusterkit.kube import images
-
-    ctr("images", "import", str(images.pause_archive()))
+    ctr("images", "import", str(images.from_scratch(PAUSE_IMAGE, cached("pause", "pause"), "pause")))
 
 
 def diagnostics(lines: int = 40) -> None:

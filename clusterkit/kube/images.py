@@ -15,8 +15,6 @@ from pathlib import Path
 
 from clusterkit.podman import podman, use_containers_conf
 
-CACHE_DIR = Path.home() / ".cache" / "mnist-serve"
-
 
 def build(
     tag: str,
@@ -63,20 +61,6 @@ def from_scratch(tag: str, binary: Path, entrypoint: str) -> Path:
         entrypoint=[f"/{entrypoint}"],
         user="65532:65532",
     )
-
-
-def cached(name: str, binary: str) -> Path:
-    """The newest cached build of `binary` (build.sh keys its folders <name>-<version>)."""
-    found = sorted(CACHE_DIR.glob(f"{name}-*/{binary}"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise FileNotFoundError(f"no {name} build in {CACHE_DIR}: run `make kube-build`")
-    return found[-1]
-
-
-def pause_archive() -> Path:
-    from clusterkit.kube.cluster import PAUSE_IMAGE
-
-    return from_scratch(PAUSE_IMAGE, cached("pause", "pause"), "pause")
 
 
 # Debian 12 merged /usr: these are symlinks, and ELF interpreters are named through them.

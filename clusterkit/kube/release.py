@@ -19,9 +19,10 @@ from pathlib import Path
 from kubernetes import client, config
 
 from clusterkit import helmchart, standin
-from clusterkit.kube import cluster, target
+from clusterkit.kube import builds, cluster, target
 from clusterkit.kube.addons import OPERATOR_NAMESPACE
 from clusterkit.podman import podman
+from clusterkit.poll import wait_for
 
 NAMESPACE = "mnist-serve"
 RELEASE = "mnist-serve"
@@ -181,7 +182,7 @@ def wait_ready(timeout_s: float = 900, name: str = RELEASE) -> float:
     def ready() -> bool:
         return condition(rayservice(name), "Ready").get("status") == "True"
 
-    return cluster.wait_for(f"RayService {name} Ready", ready, timeout_s, interval=2)
+    return wait_for(f"RayService {name} Ready", ready, timeout_s, interval=2)
 
 
 def load() -> str:
@@ -195,7 +196,7 @@ def load() -> str:
 
 def up() -> None:
     repository, tag = load().rsplit(":", 1)
-    operator = cluster.go_version("kuberay", "github.com/ray-project/kuberay/ray-operator").lstrip("v")
+    operator = builds.go_version("kuberay", "github.com/ray-project/kuberay/ray-operator").lstrip("v")
     base = {"image.repository": repository, "image.tag": tag, "kuberay.operatorVersion": operator}
     install(base={key: json.dumps(value) for key, value in base.items()})
     ready = wait_ready()

@@ -4,12 +4,11 @@ the pod's nvidia.com/gpu limit, as KubeRay derives it, and Ray's GPU accounting 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from clusterkit import kuberay
 from clusterkit.helmchart import CI_VALUES
+from clusterkit.poll import wait_for
 
 GPU_VALUES = CI_VALUES / "gpu-fractional-values.yaml"
 # Serve reports replicas it cannot place after 30 s by default; 5 s keeps the test short.
@@ -42,10 +41,9 @@ def test_one_replica_more_than_fits_stays_pending_with_the_reason(run, mnist_tes
     autoscaling = "serve.deployments.Classifier.autoscaling_config"
     five = run.rendered({f"{autoscaling}.min_replicas": "5", f"{autoscaling}.initial_replicas": "5"})
     run.put(kuberay.serve_config(five))
-    deadline = time.monotonic() + 90
-    while "Resources required" not in (message := classifier_message(run)):
-        assert time.monotonic() < deadline, f"no pending reason within 90 s; status message: {message!r}"
-        time.sleep(1)
+    pending = lambda: "Resources required" in classifier_message(run)  # noqa: E731
+    wait_for(lambda: f"a pending reason (status message: {classifier_message(run)!r})", pending, 90)
+    message = classifier_message(run)
     report(f"gpu values, a 5th Classifier replica: pending; {message[message.index('Resources required') :]}")
     assert "1 replicas that have taken more than 5s to be scheduled" in message
     assert '"GPU": 0.25' in message

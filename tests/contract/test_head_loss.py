@@ -13,6 +13,7 @@ import yaml
 from clusterkit import kuberay
 from clusterkit.helmchart import CI_VALUES
 from clusterkit.load import Load, failed, summary
+from clusterkit.poll import wait_for
 
 VALUES = [CI_VALUES / "kind-values.yaml", CI_VALUES / "ha-values.yaml"]
 PASSWORD_SECRET = ("mnist-serve-redis", "password")  # as ci/ha-values.yaml names it
@@ -102,10 +103,8 @@ def test_the_head_starts_again_after_a_start_that_crashed(run, mnist_test):
     cluster = run.cluster
     cluster.kill_node("head")
     cluster.start_node("head")
-    deadline = time.monotonic() + 120
-    while not cluster.address_record.exists():  # written once `ray start` has succeeded
-        assert time.monotonic() < deadline, "the head never started"
-        time.sleep(0.1)
+    # The record is written once `ray start` has succeeded.
+    wait_for("the head started", cluster.address_record.exists, 120, 0.1)
     cluster.kill_node("head")
     assert cluster.recreate_node("head", timeout_s=180, attempts=1) == 1
     cluster.wait_running(timeout_s=180)

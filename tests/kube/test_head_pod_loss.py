@@ -17,8 +17,8 @@ from kubernetes import client
 
 from clusterkit.helmchart import CI_VALUES
 from clusterkit.kube import release, target
-from clusterkit.kube.cluster import wait_for
 from clusterkit.load import Load, failed, summary
+from clusterkit.poll import wait_for
 
 HA = yaml.safe_load((CI_VALUES / "ha-values.yaml").read_text())
 GROUP = yaml.safe_load(release.VALUES.read_text())["workerGroups"][0]

@@ -14,7 +14,8 @@ import yaml
 from kubernetes import client
 
 from clusterkit import helmchart, rollout_plan
-from clusterkit.kube import cluster, release
+from clusterkit.kube import release
+from clusterkit.poll import wait_for
 
 SETTLE_S = 45  # the operator reconciles in seconds; a change it ignores shows nothing in this time
 GROUPS = yaml.safe_load(release.VALUES.read_text())["workerGroups"]
@@ -93,7 +94,7 @@ def observe(api, before: dict) -> str:
 
 
 def wait_switched() -> None:
-    cluster.wait_for("the new cluster taking the traffic", lambda: not release.clusters()[1], 900, interval=3)
+    wait_for("the new cluster taking the traffic", lambda: not release.clusters()[1], 900, interval=3)
 
 
 def test_rollout_plan_against_the_operator(api, tmp_path, report):

@@ -12,6 +12,7 @@ import pytest
 from clusterkit import helmchart
 from clusterkit.kube import cluster, release, target
 from clusterkit.load import Load, accuracy, failed, summary
+from clusterkit.poll import wait_for
 
 
 def operator_image(core) -> str:
@@ -75,7 +76,7 @@ def test_a_serve_config_change_is_applied_in_place_under_load(serve_url, mnist_t
         load.wait_for(100, timeout_s=120)
         started = time.monotonic()
         release.install({"model.version": '"2"'})
-        cluster.wait_for(
+        wait_for(
             "version 2 answering", lambda: any(o.model_version == "2" for o in load.between(started)), 600
         )
         switched = time.monotonic() - started

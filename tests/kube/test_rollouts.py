@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 from clusterkit.kube import release
-from clusterkit.kube.cluster import wait_for
 from clusterkit.load import Load, accuracy, failed, summary
+from clusterkit.poll import wait_for
 
 
 def test_a_new_cluster_takes_the_traffic_when_its_apps_run(serve_url, mnist_test, report):

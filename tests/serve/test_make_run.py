@@ -1,6 +1,7 @@
 """`make run`: it starts again after a hard stop (SIGKILL of its whole process group), NVIDIA's Triton
 clients classify with their defaults against it, and it serves a model from an object store
-(MODEL_URI, MODEL_VERSION) with the version on every answer.
+(MODEL_URI, MODEL_VERSION) with the version on every answer. Each run is stopped a user's way
+(Ctrl-C, `timeout`'s SIGTERM to the group, `kill` of make's PID) and must leave nothing behind.
 
 What a killed run leaves behind keeps answering on :8000 (its proxy reloads HAProxy) until the
 next run ends it, which happens only after `make run` has checked the model: an answer counts
@@ -23,6 +24,7 @@ import tritonclient.http as httpclient
 from test_triton_clients import accuracy
 
 from clusterkit.localray import REPO, WEIGHTS
+from clusterkit.poll import wait_for
 from clusterkit.processes import describe, tagged
 from clusterkit.serverun import STATE
 from mnist_serve.signature import INPUT
@@ -61,20 +63,29 @@ def run_tag() -> str | None:
     return json.loads(STATE.read_text())["tag"] if STATE.is_file() else None
 
 
-def stop(run: Run) -> None:
-    """Ctrl-C: Ray stops cleanly and the runner ends anything that outlived it."""
-    os.killpg(run.pid, signal.SIGINT)
+CTRL_C = (os.killpg, signal.SIGINT)  # a terminal: SIGINT to the foreground process group
+TIMEOUT = (os.killpg, signal.SIGTERM)  # `timeout`, systemd's control-group kill: SIGTERM to the group
+KILL_PID = (os.kill, signal.SIGTERM)  # `kill <pid>`, an IDE's stop button: SIGTERM to make alone
+
+
+def stop(run: Run, how=CTRL_C) -> None:
+    """Stop `run` as a user would; Ray must stop cleanly and nothing of the run may be left."""
+    tag = run_tag()
+    send, signum = how
+    send(run.pid, signum)
     run.wait(timeout=90)
+    left = [describe(proc) for proc in tagged(tag)]
+    assert not left, f"left running after {signal.Signals(signum).name}: {left}"
+    assert not listeners(), f"still listening after {signal.Signals(signum).name}: {listeners()}"
 
 
 def wait_answering(run: Run, images, timeout_s: float = 180) -> requests.Response:
     """The first 200 to raw `images` at /predict from `run` (HAProxy reloads while the app comes up)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert run.poll() is None, f"make run exited with {run.returncode}"
+    replies = []
+
+    def answered() -> bool:
         if not run.serving():
-            time.sleep(1)
-            continue
+            return False
         try:
             reply = requests.post(
                 URL + "/predict",
@@ -82,12 +93,16 @@ def wait_answering(run: Run, images, timeout_s: float = 180) -> requests.Respons
                 headers={"Content-Type": "application/octet-stream"},
                 timeout=10,
             )
-            if reply.status_code == 200:
-                return reply
         except requests.RequestException:  # not up yet, or starting
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"not answering after {timeout_s} s")
+            return False
+        replies.append(reply)
+        return reply.status_code == 200
+
+    def running() -> None:
+        assert run.poll() is None, f"make run exited with {run.returncode}"
+
+    wait_for("make run answering /predict", answered, timeout_s, abort=running)
+    return replies[-1]
 
 
 def listeners(all_pids: bool = False):
@@ -131,7 +146,6 @@ def test_run_starts_again_after_its_process_group_is_killed(tmp_path, mnist_test
     ended = sorted(pid for pid in set(left.values()) if f"pid {pid} " in output)
     report(f"leftovers the next make run ended: {ended or 'none'} (any other had exited by itself)")
     assert not [pid for pid in left.values() if psutil.pid_exists(pid)], "a leftover outlived the next run"
-    assert not listeners(), f"still listening after Ctrl-C: {listeners()}"
 
 
 def test_triton_clients_classify_with_their_defaults(tmp_path, mnist_test, report):
@@ -147,8 +161,7 @@ def test_triton_clients_classify_with_their_defaults(tmp_path, mnist_test, repor
         with grpcclient.InferenceServerClient("127.0.0.1:9000") as grpc:
             report("make run, " + accuracy("grpc", grpc, mnist_test, INPUT.datatype, "image"))
     finally:
-        stop(run)
-    assert not listeners(), f"still listening after Ctrl-C: {listeners()}"
+        stop(run, TIMEOUT)
 
 
 def test_run_serves_a_model_from_s3_with_its_version(tmp_path, s3_server, mnist_test, report):
@@ -173,11 +186,10 @@ def test_run_serves_a_model_from_s3_with_its_version(tmp_path, s3_server, mnist_
             for i in range(0, len(images), 250)
         ]
     finally:
-        stop(run)
+        stop(run, KILL_PID)
     assert all(r.status_code == 200 for r in replies), [r.text[:200] for r in replies if r.status_code != 200]
     assert {r.headers["x-model-version"] for r in replies} == {"7"}
     predicted = np.concatenate([r.json()["labels"] for r in replies])
     accuracy = float((predicted == labels).mean())
     report(f"make run MODEL_URI=s3://... (moto) MODEL_VERSION=7: {accuracy:.2%} of 1000, all version 7")
     assert accuracy >= 0.99
-    assert not listeners(), f"still listening after Ctrl-C: {listeners()}"

@@ -22,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 
 from clusterkit.helmchart import CHART, by_kind, render
 from clusterkit.localray import REPO
+from clusterkit.poll import wait_for
 from mnist_serve.signature import MODEL_NAME
 
 DASHBOARD = json.loads((CHART / "files" / "dashboard.json").read_text())
@@ -109,15 +110,12 @@ def load(cluster, prometheus, mnist_test, tmp_path_factory, report):
             oip.infer("resnet", [pixels])
     # Ray exports every 10 s and Prometheus scrapes every 2 s: wait until the refusals, the last
     # things sent, are in several scrapes (a rate needs two samples).
-    deadline = time.monotonic() + 90
     rejected = "ray_mnist_serve_rejected_requests_total"
     held = [
         f'count by (reason) (count_over_time({rejected}{{reason="{reason}"}}[2m]) >= 3)'
         for reason in ("unsupported_media_type", "invalid_input")
     ] + [f'count_over_time({rejected}{{route="{GRPC_INFER}", reason="unknown_model"}}[2m]) >= 3']
-    while not all(query(prometheus, expr) for expr in held):
-        assert time.monotonic() < deadline, "the refused requests never reached Prometheus"
-        time.sleep(2)
+    wait_for("the refused requests in Prometheus", lambda: all(query(prometheus, e) for e in held), 90, 2)
     report(f"observability: Locust run + first scrape holding it in {time.monotonic() - started:.0f} s")
     return out
 
@@ -132,13 +130,14 @@ def test_prometheus_scrapes_every_metric_family_under_load(prometheus, load, rep
     )
     # The session's other tests send requests too: at least Locust's. Each ingress replica exports
     # on its own 10 s clock, so the last replica's count may land a scrape or two later.
-    deadline = time.monotonic() + 30
-    while True:
-        (counted,) = query(prometheus, f'sum(ray_mnist_serve_requests_total{{namespace="{NAMESPACE}"}})')
-        if float(counted["value"][1]) >= locust or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert float(counted["value"][1]) >= locust
+    total = f'sum(ray_mnist_serve_requests_total{{namespace="{NAMESPACE}"}})'
+    counted = lambda: float(query(prometheus, total)[0]["value"][1])  # noqa: E731
+    wait_for(
+        lambda: f"Locust's {locust} requests counted (now {counted():.0f})",
+        lambda: counted() >= locust,
+        30,
+        2,
+    )
     formats = {r["metric"]["format"] for r in query(prometheus, "ray_mnist_serve_images_total")}
     assert {"json", "raw", "png", "grpc"} <= formats
     routes = {r["metric"]["route"] for r in query(prometheus, "ray_mnist_serve_requests_total")}

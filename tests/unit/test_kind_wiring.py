@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from clusterkit.helmchart import KUBE_VERSIONS
-from clusterkit.kube.cluster import go_version
+from clusterkit.kube.builds import go_version
 from clusterkit.localray import REPO
 
 # Where the plans would install tools and find the Go builds: folders that do not exist, so that

@@ -10,6 +10,7 @@ import uuid
 import psutil
 import pytest
 
+from clusterkit.poll import wait_for
 from clusterkit.processes import TAG, end_tagged, tagged
 
 
@@ -63,10 +64,8 @@ def test_an_untagged_child_of_a_tagged_process_is_found(prefix):
         ["sh", "-c", "env -i sleep 300 & wait"], env={**os.environ, TAG: prefix}, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + 10
-        while [c.name() for c in psutil.Process(parent.pid).children()] != ["sleep"]:
-            assert time.monotonic() < deadline, "sleep did not start"
-            time.sleep(0.05)
+        sleeping = lambda: [c.name() for c in psutil.Process(parent.pid).children()] == ["sleep"]  # noqa: E731
+        wait_for("sleep started", sleeping, 10, 0.05)
         (child,) = psutil.Process(parent.pid).children()
         assert TAG not in child.environ()
         assert {p.pid for p in tagged(prefix)} == {parent.pid, child.pid}
