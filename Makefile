@@ -223,7 +223,8 @@ kube-deps: ## apt-install containerd, runc, the CNI plugins, iptables, conntrack
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc containernetworking-plugins iptables \
 		conntrack podman debootstrap; }
 
-KUBE_UP = $(BIN)/python -m clusterkit.kube.cluster up && $(BIN)/python -m clusterkit.kube.release up
+KUBE_UP = $(BIN)/python -m clusterkit.kube.cluster up && $(BIN)/python -m clusterkit.kube.addons coredns operator \
+	&& $(BIN)/python -m clusterkit.kube.release up
 KUBE_DOWN = $(BIN)/python -m clusterkit.kube.cluster down
 
 .PHONY: kube-up

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
 
-from clusterkit.kube import builds, cluster, images, target
+from clusterkit.kube import builds, images, target
+from clusterkit.kube.layout import DNS_SERVICE_IP, REPO
 
 OPERATOR_NAMESPACE = "kuberay-system"  # the namespace the chart's NetworkPolicy admits to the dashboard
 # The values `make kind-operator` installs the operator's Helm chart with; their resources here too.
-OPERATOR_VALUES = cluster.REPO / "k8s" / "kuberay-operator-values.yaml"
+OPERATOR_VALUES = REPO / "k8s" / "kuberay-operator-values.yaml"
 
 
 def module_dir(wrapper: str, module: str) -> Path:
@@ -143,7 +145,7 @@ def coredns() -> None:
                 "kind": "Service",
                 "metadata": {"name": "kube-dns", "namespace": ns, "labels": labels},
                 "spec": {
-                    "clusterIP": cluster.DNS_SERVICE_IP,
+                    "clusterIP": DNS_SERVICE_IP,
                     "selector": labels,
                     "ports": [
                         {"name": f"dns-{p.lower()}", "port": 53, "targetPort": 1053, "protocol": p}
@@ -233,13 +235,20 @@ def operator() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("addon", choices=["operator"])
-    parser.parse_args()
-    version = operator()
-    target.kubectl(
-        "-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/kuberay-operator", "--timeout=300s"
-    )
-    print(f"[kube] the KubeRay operator {version} is available on the {target.current().name} cluster")
+    parser.add_argument("addons", nargs="+", choices=["coredns", "operator"])
+    started = time.monotonic()
+    for addon in parser.parse_args().addons:
+        if addon == "coredns":
+            coredns()
+            namespace, deployment, what = "kube-system", "coredns", "CoreDNS"
+        else:
+            namespace, deployment = OPERATOR_NAMESPACE, "kuberay-operator"
+            what = f"the KubeRay operator {operator()}"
+        target.kubectl("-n", namespace, "rollout", "status", f"deployment/{deployment}", "--timeout=300s")
+        print(
+            f"[kube] {what} available on the {target.current().name} cluster "
+            f"({time.monotonic() - started:.0f} s)"
+        )
 
 
 if __name__ == "__main__":

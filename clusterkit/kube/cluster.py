@@ -1,10 +1,11 @@
 """A one-node Kubernetes on this machine from the binaries `clusterkit/kube/build.sh` caches.
 
 Everything lives under artifacts/kube/ (certificates, etcd data, containerd's root and state, the
-kubelet's root, logs, PID files) and on one bridge this module creates; the pod and service ranges
-exist only there. `down` stops each process by its recorded PID, then removes the pod network
-namespaces, the mounts under artifacts/kube/, the bridge and the iptables chains kube-proxy made,
-so that `up` works again right after.
+kubelet's root, logs, PID files) and on one bridge (`clusterkit.kube.layout`, `.network`): the pod
+and service ranges exist only there. CoreDNS and the operator come next (`clusterkit.kube.addons`).
+`down` stops each process by its recorded PID, then removes the pod network namespaces, the mounts
+under artifacts/kube/, the bridge and the iptables chains kube-proxy made, so that `up` works
+again right after.
 
 Flags follow upstream's hack/local-up-cluster.sh (kubernetes v1.34), minus its downloads and sudo.
 """
@@ -15,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -24,25 +24,27 @@ from pathlib import Path
 
 import yaml
 
-from clusterkit.kube import images
+from clusterkit.kube import images, network, pki
 from clusterkit.kube.builds import CACHE, cached, go_version
+from clusterkit.kube.layout import (
+    BRIDGE,
+    DNS_SERVICE_IP,
+    ETCD_CLIENT,
+    ETCD_PEER,
+    KUBECONFIG,
+    NODE,
+    NODE_IP,
+    PAUSE_IMAGE,
+    POD_CIDR,
+    REPO,
+    SERVICE_CIDR,
+    STATE,
+    ctr,
+    run,
+)
 from clusterkit.poll import wait_for
 from clusterkit.processes import end_group
 
-REPO = Path(__file__).resolve().parents[2]
-STATE = REPO / "artifacts" / "kube"
-KUBECONFIG = STATE / "kubeconfig"
-
-BRIDGE = "mnskube0"
-NODE_IP = "10.244.0.1"  # the bridge's address: API server, kubelet and the pods' gateway
-POD_CIDR = "10.244.0.0/24"
-SERVICE_CIDR = "10.96.0.0/24"
-API_SERVICE_IP = "10.96.0.1"
-DNS_SERVICE_IP = "10.96.0.10"
-NODE = "mnist-serve-node"
-ETCD_CLIENT = "http://127.0.0.1:23790"  # off etcd's default ports: nothing else on the machine collides
-ETCD_PEER = "http://127.0.0.1:23800"
-PAUSE_IMAGE = "localhost/mnist-serve-pause:1"
 # The order processes start in; down stops them in reverse.
 PROCESSES = [
     "containerd",
@@ -64,113 +66,6 @@ def binaries() -> dict[str, Path]:
     if missing:
         sys.exit("missing binaries (run `make kube-build`): " + ", ".join(missing))
     return paths
-
-
-def run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
-
-
-# --- certificates ---------------------------------------------------------------------------
-
-
-def pki() -> Path:
-    """One CA; the API server's serving certificate; one system:masters client certificate that
-    every component and kubectl use (a single-user, single-node test cluster); the service-account
-    signing key."""
-    d = STATE / "pki"
-    if (d / "admin.crt").exists():
-        return d
-    d.mkdir(parents=True, exist_ok=True)
-    run(
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "30",
-        "-keyout",
-        d / "ca.key",
-        "-out",
-        d / "ca.crt",
-        "-subj",
-        "/CN=mnist-serve-ca",
-    )
-    sans = ",".join(
-        [f"IP:{ip}" for ip in (NODE_IP, API_SERVICE_IP, "127.0.0.1")]
-        + [
-            f"DNS:{n}"
-            for n in (
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-                "localhost",
-            )
-        ]
-    )
-    for name, subject, ext in (
-        ("apiserver", "/CN=kube-apiserver", f"subjectAltName={sans}\nextendedKeyUsage=serverAuth"),
-        ("admin", "/O=system:masters/CN=mnist-serve-admin", "extendedKeyUsage=clientAuth"),
-    ):
-        (d / f"{name}.ext").write_text(ext + "\n")
-        run(
-            "openssl",
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            d / f"{name}.key",
-            "-out",
-            d / f"{name}.csr",
-            "-subj",
-            subject,
-        )
-        run(
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            d / f"{name}.csr",
-            "-CA",
-            d / "ca.crt",
-            "-CAkey",
-            d / "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            d / f"{name}.ext",
-            "-out",
-            d / f"{name}.crt",
-        )
-    run("openssl", "genrsa", "-out", d / "sa.key", "2048")
-    run("openssl", "rsa", "-in", d / "sa.key", "-pubout", "-out", d / "sa.pub")
-    return d
-
-
-def kubeconfig(d: Path) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "mnist-serve",
-                "cluster": {"server": f"https://{NODE_IP}:6443", "certificate-authority": str(d / "ca.crt")},
-            }
-        ],
-        "users": [
-            {
-                "name": "admin",
-                "user": {"client-certificate": str(d / "admin.crt"), "client-key": str(d / "admin.key")},
-            }
-        ],
-        "contexts": [{"name": "mnist-serve", "context": {"cluster": "mnist-serve", "user": "admin"}}],
-        "current-context": "mnist-serve",
-    }
-    KUBECONFIG.write_text(yaml.safe_dump(config))
 
 
 # --- configuration files ----------------------------------------------------------------------
@@ -397,71 +292,6 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return run(str(REPO / "bin" / "kubectl"), f"--kubeconfig={KUBECONFIG}", *args, check=check)
 
 
-# --- network ----------------------------------------------------------------------------------
-
-SYSCTLS = {"net/ipv4/ip_forward": "1", "net/bridge/bridge-nf-call-iptables": "1"}
-
-
-def network_up() -> None:
-    """The bridge with the node address, so the API server can bind before the first pod; the
-    sysctls a bridge CNI and kube-proxy need (previous values saved for `down`)."""
-    if run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
-        run("ip", "link", "add", BRIDGE, "type", "bridge")
-        run("ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
-        run("ip", "link", "set", BRIDGE, "up")
-    saved = STATE / "sysctls.yaml"
-    if not saved.exists():
-        saved.write_text(yaml.safe_dump({k: Path("/proc/sys", k).read_text().strip() for k in SYSCTLS}))
-    for key, value in SYSCTLS.items():
-        Path("/proc/sys", key).write_text(value)
-
-
-# The kubelet's own chains (pkg/kubelet/kubelet_network_linux.go), which kube-proxy --cleanup keeps.
-KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
-
-
-def kubelet_chains_down() -> None:
-    for tool in ("iptables", "ip6tables"):
-        for table in ("filter", "nat", "mangle"):
-            for rule in run(f"{tool}-save", "-t", table, check=False).stdout.splitlines():
-                if rule.startswith("-A ") and any(f"-j {chain}" in rule for chain in KUBELET_CHAINS):
-                    run(tool, "-t", table, "-D", *shlex.split(rule)[1:], check=False)
-            for chain in KUBELET_CHAINS:
-                run(tool, "-t", table, "-F", chain, check=False)
-                run(tool, "-t", table, "-X", chain, check=False)
-
-
-def network_down(bins: dict[str, Path] | None) -> None:
-    if bins and bins.get("kube-proxy", Path()).exists():
-        # kube-proxy removes the KUBE-* chains and jumps it created (and nothing else).
-        run(str(bins["kube-proxy"]), "--cleanup", check=False)
-    kubelet_chains_down()
-    run("ip", "link", "del", BRIDGE, check=False)
-    saved = STATE / "sysctls.yaml"
-    if saved.exists():
-        for key, value in yaml.safe_load(saved.read_text()).items():
-            Path("/proc/sys", key).write_text(value)
-        saved.unlink()
-
-
-def pod_netns() -> list[Path]:
-    """Network namespaces of our pods: the /run/netns bind mounts that are the network namespace
-    of a task our containerd runs (matched by inode, so no other runtime's namespaces)."""
-    inodes = set()
-    for line in ctr("tasks", "ls", check=False).stdout.splitlines()[1:]:
-        try:
-            inodes.add(os.stat(f"/proc/{line.split()[1]}/ns/net").st_ino)
-        except (IndexError, OSError):
-            pass
-    return [ns for ns in Path("/run/netns").glob("*") if ns.stat().st_ino in inodes]
-
-
-def unmount_under(root: Path) -> None:
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    for mount in sorted((m for m in mounts if m.startswith(str(root) + "/")), key=len, reverse=True):
-        run("umount", "-l", mount, check=False)
-
-
 # --- up and down ------------------------------------------------------------------------------
 
 
@@ -471,9 +301,9 @@ def up(timeout: float = 300) -> None:
     kubectl_link = REPO / "bin" / "kubectl"
     kubectl_link.unlink(missing_ok=True)
     kubectl_link.symlink_to(bins["kubectl"])
-    d = pki()
-    kubeconfig(d)
-    network_up()
+    d = pki.certificates()
+    pki.kubeconfig(d)
+    network.up()
     cmds = commands(bins, d)
     t0 = time.monotonic()
     try:
@@ -501,13 +331,6 @@ def up(timeout: float = 300) -> None:
         wait_for("the node Ready", node_ready, timeout, abort=running("kubelet"))
         server = yaml.safe_load(kubectl("version", "-o", "yaml").stdout)["serverVersion"]["gitVersion"]
         print(f"[kube] Kubernetes {server}: control plane and node Ready in {time.monotonic() - t0:.0f} s")
-        from clusterkit.kube import addons
-
-        addons.coredns()
-        version = addons.operator()
-        for ns, deploy in (("kube-system", "coredns"), (addons.OPERATOR_NAMESPACE, "kuberay-operator")):
-            kubectl("-n", ns, "rollout", "status", f"deployment/{deploy}", f"--timeout={timeout:.0f}s")
-        print(f"[kube] CoreDNS and the KubeRay operator {version} available at {time.monotonic() - t0:.0f} s")
     except Exception:
         diagnostics()
         down()
@@ -520,10 +343,6 @@ def node_ready() -> bool:
         "get", "node", NODE, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False
     )
     return out.stdout.strip() == "True"
-
-
-def ctr(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run("ctr", f"--address={STATE}/containerd/containerd.sock", "-n", "k8s.io", *args, check=check)
 
 
 def import_pause() -> None:
@@ -553,7 +372,7 @@ def down() -> None:
         stop(name)
     netns = []
     if alive("containerd"):
-        netns = pod_netns()
+        netns = network.pod_netns()
         for task in ctr("tasks", "ls", "-q", check=False).stdout.split():
             ctr("tasks", "kill", "-s", "SIGKILL", task, check=False)
             ctr("tasks", "delete", "-f", task, check=False)
@@ -570,8 +389,8 @@ def down() -> None:
         stop(name)
     for ns in netns:
         run("ip", "netns", "del", ns.name, check=False)
-    network_down(bins)
-    unmount_under(STATE)
+    network.down(bins)
+    network.unmount_under(STATE)
     # Runtime dirs containerd and its shims make outside `state` (runc's root, FIFOs, shim
     # sockets): removed when empty, so a containerd of the machine's own keeps what it uses.
     for run_dir in ("runc/k8s.io", "runc", "fifo", "s", ""):

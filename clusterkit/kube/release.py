@@ -19,14 +19,15 @@ from pathlib import Path
 from kubernetes import client, config
 
 from clusterkit import helmchart, standin
-from clusterkit.kube import builds, cluster, target
+from clusterkit.kube import builds, target
 from clusterkit.kube.addons import OPERATOR_NAMESPACE
+from clusterkit.kube.layout import REPO
 from clusterkit.podman import podman
 from clusterkit.poll import wait_for
 
 NAMESPACE = "mnist-serve"
 RELEASE = "mnist-serve"
-VALUES = cluster.REPO / "charts" / "ci" / "kind-values.yaml"
+VALUES = REPO / "charts" / "ci" / "kind-values.yaml"
 # What a cluster's bring-up installs the release with on top of VALUES, and every upgrade keeps.
 BASE = ("image.repository", "image.tag", "kuberay.operatorVersion")
 

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Protocol
 
-from clusterkit.kube import cluster
+from clusterkit.kube import cluster, layout
 
 
 class Target(Protocol):
@@ -30,16 +30,16 @@ class Target(Protocol):
 
 class KubeUp:
     name = "kube"
-    kubeconfig = cluster.KUBECONFIG
+    kubeconfig = layout.KUBECONFIG
 
     def host_ip(self) -> str:
-        return cluster.NODE_IP
+        return layout.NODE_IP
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return cluster.ctr(*args, check=check)
+        return layout.ctr(*args, check=check)
 
     def load_archive(self, archive: Path) -> None:
-        cluster.ctr("images", "import", str(archive))
+        layout.ctr("images", "import", str(archive))
 
 
 class Kind:

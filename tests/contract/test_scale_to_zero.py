@@ -1,6 +1,6 @@
 """Serve scale to zero (min_replicas 0, which the chart accepts): a request that arrives while the
-Classifier has no replica waits while Serve starts one and is then served, or gets a prompt 503
-with Retry-After; never a hang or a 500. The time it takes is reported."""
+Classifier has no replica waits while Serve starts one and is then served, as charts/README.md
+says, within START_S."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import requests
 from clusterkit.helmchart import CI_VALUES
 
 VALUES = [CI_VALUES / "kind-values.yaml", Path(__file__).parent / "values" / "scale-to-zero-values.yaml"]
+# A replica's start from zero took 16-22 s on this busy 2-core machine; the README promises service,
+# not a time, so the bound only says "no hang".
+START_S = 60
 pytestmark = pytest.mark.composed("only a Classifier behind the Ingress can scale to zero")
 
 
@@ -21,8 +24,7 @@ def test_a_request_while_the_classifier_starts_from_zero(bring_up, mnist_test, r
     with bring_up(*VALUES) as run:
         assert run.placement()["Classifier"] == []  # RUNNING with no Classifier replica
         started = time.monotonic()
-        # Starting a replica from zero took ~22 s on a busy 2-core machine: more than run.predict's 30 s
-        # would leave room for, so this request waits up to 120 s.
+        # Longer than run.predict's 30 s would leave room for: the request itself may wait 120 s.
         response = requests.post(
             f"{run.cluster.serve_url}/predict",
             data=mnist_test.images[:4].tobytes(),
@@ -33,9 +35,7 @@ def test_a_request_while_the_classifier_starts_from_zero(bring_up, mnist_test, r
         report(
             f"scale to zero: first request {response.status_code} after {seconds:.1f} s from zero replicas"
         )
-        if response.status_code == 503:
-            assert "Retry-After" in response.headers and seconds < 10, (seconds, response.headers)
-        else:
-            assert response.status_code == 200, response.text
-            assert np.array_equal(response.json()["labels"], mnist_test.labels[:4])
+        assert response.status_code == 200, response.text
+        assert np.array_equal(response.json()["labels"], mnist_test.labels[:4])
+        assert seconds < START_S
         assert len(run.placement()["Classifier"]) == 1

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from clusterkit import helmchart
-from clusterkit.kube import cluster, release, target
+from clusterkit.kube import release, target
+from clusterkit.kube.layout import REPO
 from clusterkit.load import Load, accuracy, failed, summary
 from clusterkit.poll import wait_for
 
@@ -59,7 +60,7 @@ def test_locust_through_the_serve_service_meets_the_slos(serve_url, tmp_path, re
     args += ["DURATION=30", "PEAK_USERS=4", f"RESULTS={tmp_path}"]
     run = subprocess.run(
         ["make", "--no-print-directory", "loadtest", *args],
-        cwd=cluster.REPO,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
