@@ -91,10 +91,13 @@ class Load:
             return [o for o in self.outcomes if start <= o.start < end]
 
     def wait_for(self, requests_count: int, timeout_s: float = 60) -> None:
-        """Block until this many more answers have arrived (the load is really flowing)."""
-        target = len(self.outcomes) + requests_count
-        answered = lambda: len(self.outcomes) >= target  # noqa: E731
-        wait_for(lambda: f"{target} answers (now {len(self.outcomes)})", answered, timeout_s, 0.1)
+        """Block until this many more requests have been served (200): the load is really flowing.
+        A refused connection or an error is not an answer."""
+        served = lambda: sum(o.status == 200 for o in self.between())  # noqa: E731
+        target = served() + requests_count
+        wait_for(
+            lambda: f"{target} requests served (now {served()})", lambda: served() >= target, timeout_s, 0.1
+        )
 
 
 def root_cause(exc: BaseException) -> str:

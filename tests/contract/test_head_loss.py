@@ -16,6 +16,10 @@ from clusterkit.load import Load, failed, summary
 from clusterkit.poll import wait_for
 
 VALUES = [CI_VALUES / "kind-values.yaml", CI_VALUES / "ha-values.yaml"]
+# Under this load on 2 cores a new head's raylet can time out registering and `ray start` exits;
+# Kubernetes restarts the container (CrashLoopBackOff). Up to 5 starts were seen; a 6th means the
+# head is not coming back.
+HEAD_STARTS = 6
 PASSWORD_SECRET = ("mnist-serve-redis", "password")  # as ci/ha-values.yaml names it
 
 
@@ -66,9 +70,7 @@ def test_losing_the_head_under_load(run, mnist_test, report):
         load.wait_for(200)  # answered with no head at all
         headless = time.monotonic()
         # KubeRay recreates the head pod; nothing is PUT: the controller must recover by itself.
-        # Under this load on 2 cores a head's raylet can time out registering; Kubernetes would
-        # keep restarting it (CrashLoopBackOff), so several starts are allowed and reported.
-        starts = run.cluster.recreate_node("head", timeout_s=180, attempts=6)
+        starts = run.cluster.recreate_node("head", timeout_s=180, attempts=HEAD_STARTS)
         head_up = time.monotonic()
         run.cluster.wait_running(timeout_s=180)
         back = time.monotonic()
@@ -80,9 +82,10 @@ def test_losing_the_head_under_load(run, mnist_test, report):
         f"apps RUNNING {back - lost:.1f} s after the loss; "
         f"during: {summary(during)}; after: {summary(after)}"
     )
-    # The issue's target: none after recovery; during it, as few as possible, reported above.
-    assert failed(after) == []
-    assert len(after) >= 500
+    # The workers' proxies keep serving with no head (the README's "workers keep serving"): not
+    # one request may fail, before the loss, while the head is away, or after it is back.
+    assert failed(load.between()) == [], summary(load.between())
+    assert len(after) >= 500 and starts <= HEAD_STARTS
     # Recovered from Redis, not redeployed: same replicas, same actors, same deploy time.
     assert run.cluster.replicas() == replicas_before
     assert actor_ids(run) == actors_before

@@ -100,6 +100,7 @@ def test_losing_the_head_pod_under_load(ha, core, serve_url, mnist_test, report)
         f"while it stopped; new head Ready {replaced:.0f} s after the delete, app RUNNING at "
         f"{running:.0f} s; during: {summary(during)}; after: {summary(after)}"
     )
-    assert failed(after) == []
+    # The workers' proxies keep serving, as the chart README says: not one failure, at any time.
+    assert failed(load.between()) == [], summary(load.between())
     assert release.clusters() == (active, ""), "the head's loss started a new cluster"
     assert applications()["mnist"]["last_deployed_time_s"] == deployed, "redeployed, not recovered"
