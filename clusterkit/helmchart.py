@@ -38,6 +38,11 @@ def helm(*args: str, binary: Path = HELM) -> subprocess.CompletedProcess:
     return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60)
 
 
+# The namespace `render` renders into: the label the PodMonitor gives every series of a release
+# there, and what the alert rules select on.
+NAMESPACE = "serving"
+
+
 def render(
     values: Path | list[Path] | None = None,
     *,
@@ -48,7 +53,7 @@ def render(
     chart: Path = CHART,
 ) -> list[dict]:
     """`helm template` the chart with values file(s); the rendered objects, in order."""
-    args = ["template", release, str(chart), "--namespace", "serving", "--kube-version", kube_version]
+    args = ["template", release, str(chart), "--namespace", NAMESPACE, "--kube-version", kube_version]
     for path in [values] if isinstance(values, Path) else values or []:
         args += ["--values", str(path)]
     for key, value in (sets or {}).items():

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from ray.serve._private.constants import REQUEST_LATENCY_BUCKETS_MS
 
-from clusterkit.helmchart import CHART, REPO, by_kind, render
+from clusterkit.helmchart import CHART, NAMESPACE, REPO, by_kind, render
 
 SLO_FILE = REPO / "loadtest" / "slo.yaml"
 SLO = yaml.safe_load(SLO_FILE.read_text())
-# The exposed scenario renders into namespace "serving"; the app is "mnist" (app/serve_config.yaml).
-SEL = {"namespace": "serving", "application": "mnist"}
+# The app is "mnist" (app/serve_config.yaml).
+SEL = {"namespace": NAMESPACE, "application": "mnist"}
 MINUTES = 30  # length of every input series; alerts are evaluated at the end
 
 
@@ -147,7 +147,8 @@ CASES = {
             "exp_labels": {"severity": "critical", "deployment": "Classifier"},
             "exp_annotations": {"summary": "Serve deployment Classifier has no healthy replica", **RUNBOOK},
         },
-        replicas(healthy=1, target=1),
+        # Scaled to zero on purpose: none healthy, none wanted.
+        replicas(healthy=0, target=0),
     ),
 }
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 import subprocess
 import time
 from importlib.util import find_spec
@@ -16,17 +15,15 @@ from pathlib import Path
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
-import yaml
 from test_triton_clients import tensor
 from tritonclient.utils import InferenceServerException
 
-from clusterkit.helmchart import CHART, by_kind, render
+from clusterkit.helmchart import CHART, NAMESPACE, by_kind, render
 from clusterkit.localray import REPO
 from clusterkit.poll import wait_for
 from mnist_serve.signature import MODEL_NAME
 
 DASHBOARD = json.loads((CHART / "files" / "dashboard.json").read_text())
-NAMESPACE = "serving"  # the label the PodMonitor's namespace gives every series in a cluster
 # Panels of metrics only GPU nodes export: checked to exist in Ray's source, not queried.
 GPU_PANELS = {"GPU utilization per node (GPU nodes only)"}
 METRIC = re.compile(r"\b(ray_[a-z0-9_]+)\b")
@@ -43,46 +40,10 @@ def concrete(expr: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def prometheus(cluster, tmp_path_factory, free_port, server):
-    if not shutil.which("prometheus"):
-        pytest.fail("prometheus is missing: run `make prometheus` (make test does)")
-    work = tmp_path_factory.mktemp("prometheus")
+def prometheus(prometheus_with):
     (rule,) = by_kind(render(CHART / "ci" / "exposed-values.yaml"), "PrometheusRule")
-    (work / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
-    metrics_port = cluster.ports.node(0)["metrics-export-port"]
-    config = {
-        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
-        "rule_files": ["rules.yaml"],
-        "scrape_configs": [
-            {
-                "job_name": "ray",
-                "static_configs": [
-                    {"targets": [f"127.0.0.2:{metrics_port}"], "labels": {"namespace": NAMESPACE}}
-                ],
-            }
-        ],
-    }
-    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        "prometheus",
-        f"--config.file={work / 'prometheus.yml'}",
-        f"--storage.tsdb.path={work / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-
-    def ready() -> bool:
-        return requests.get(f"{url}/-/ready", timeout=1).ok
-
-    with server(command, work / "prometheus.log", ready=ready, cwd=work):
-        yield url
-
-
-def query(prometheus: str, expr: str) -> list[dict]:
-    body = requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
-    assert body["status"] == "success", (expr, body)
-    return body["data"]["result"]
+    with prometheus_with(rule["spec"]) as prometheus:
+        yield prometheus
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +76,13 @@ def load(cluster, prometheus, mnist_test, tmp_path_factory, report):
         f'count by (reason) (count_over_time({rejected}{{reason="{reason}"}}[2m]) >= 3)'
         for reason in ("unsupported_media_type", "invalid_input")
     ] + [f'count_over_time({rejected}{{route="{GRPC_INFER}", reason="unknown_model"}}[2m]) >= 3']
-    wait_for("the refused requests in Prometheus", lambda: all(query(prometheus, e) for e in held), 90, 2)
+    wait_for("the refused requests in Prometheus", lambda: all(prometheus.query(e) for e in held), 90, 2)
     report(f"observability: Locust run + first scrape holding it in {time.monotonic() - started:.0f} s")
     return out
 
 
 def test_prometheus_scrapes_every_metric_family_under_load(prometheus, load, report):
-    (up,) = query(prometheus, 'up{job="ray"}')
+    (up,) = prometheus.query('up{job="ray"}')
     assert up["value"][1] == "1"
     locust = sum(
         int(r["Request Count"])
@@ -131,23 +92,23 @@ def test_prometheus_scrapes_every_metric_family_under_load(prometheus, load, rep
     # The session's other tests send requests too: at least Locust's. Each ingress replica exports
     # on its own 10 s clock, so the last replica's count may land a scrape or two later.
     total = f'sum(ray_mnist_serve_requests_total{{namespace="{NAMESPACE}"}})'
-    counted = lambda: float(query(prometheus, total)[0]["value"][1])  # noqa: E731
+    counted = lambda: float(prometheus.query(total)[0]["value"][1])  # noqa: E731
     wait_for(
         lambda: f"Locust's {locust} requests counted (now {counted():.0f})",
         lambda: counted() >= locust,
         30,
         2,
     )
-    formats = {r["metric"]["format"] for r in query(prometheus, "ray_mnist_serve_images_total")}
+    formats = {r["metric"]["format"] for r in prometheus.query("ray_mnist_serve_images_total")}
     assert {"json", "raw", "png", "grpc"} <= formats
-    routes = {r["metric"]["route"] for r in query(prometheus, "ray_mnist_serve_requests_total")}
+    routes = {r["metric"]["route"] for r in prometheus.query("ray_mnist_serve_requests_total")}
     assert {"/", "/predict", "/v2/models/{model_name}/infer", GRPC_INFER} <= routes
-    (grpc,) = query(prometheus, f'sum(ray_mnist_serve_images_total{{route="{GRPC_INFER}"}})')
+    (grpc,) = prometheus.query(f'sum(ray_mnist_serve_images_total{{route="{GRPC_INFER}"}})')
     assert float(grpc["value"][1]) >= 8
-    (version,) = query(prometheus, "count by (model_version) (ray_mnist_serve_model_info)")
+    (version,) = prometheus.query("count by (model_version) (ray_mnist_serve_model_info)")
     assert version["metric"]["model_version"] == "1"
-    (samples,) = query(prometheus, 'scrape_samples_scraped{job="ray"}')
-    (series,) = query(prometheus, 'count({job="ray"})')
+    (samples,) = prometheus.query('scrape_samples_scraped{job="ray"}')
+    (series,) = prometheus.query('count({job="ray"})')
     report(
         f"observability: Prometheus scraped {samples['value'][1]} samples per scrape, {series['value'][1]} "
         f"series; {counted['value'][1]} requests counted, Locust sent {locust}"
@@ -156,11 +117,11 @@ def test_prometheus_scrapes_every_metric_family_under_load(prometheus, load, rep
 
 @pytest.mark.parametrize(("title", "expr"), [t for t in targets() if t[0] not in GPU_PANELS])
 def test_dashboard_query_returns_data(prometheus, load, title, expr):
-    assert query(prometheus, concrete(expr)), f"panel {title!r}: no data for {concrete(expr)}"
+    assert prometheus.query(concrete(expr)), f"panel {title!r}: no data for {concrete(expr)}"
 
 
 def test_dashboard_references_only_metrics_that_exist(prometheus, load):
-    scraped = set(requests.get(f"{prometheus}/api/v1/label/__name__/values", timeout=10).json()["data"])
+    scraped = set(prometheus.api("label/__name__/values"))
     # GPU gauges exist only on GPU nodes: they must at least be metrics Ray's node agent defines.
     reporter = Path(find_spec("ray.dashboard.modules.reporter.reporter_agent").origin).read_text()
     exprs = [expr for _, expr in targets()] + [DASHBOARD["templating"]["list"][1]["definition"]]
@@ -172,17 +133,17 @@ def test_dashboard_references_only_metrics_that_exist(prometheus, load):
 
 
 def test_the_chart_alert_rules_evaluate_on_the_real_series(prometheus, load, cluster, app_config):
-    rules = requests.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    rules = prometheus.api("rules")["groups"]
     evaluated = [r for g in rules for r in g["rules"]]
     assert len(evaluated) == 7
     for rule in evaluated:
         assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
     # Serve reports the app RUNNING (6) and every deployment HEALTHY (6): nothing to alert on.
-    (status,) = query(prometheus, 'ray_serve_application_status{application="mnist"}')
+    (status,) = prometheus.query('ray_serve_application_status{application="mnist"}')
     assert status["value"][1] == "6"
     healthy = {
         r["metric"]["deployment"]: float(r["value"][1])
-        for r in query(prometheus, "sum by (deployment) (ray_serve_deployment_replica_healthy)")
+        for r in prometheus.query("sum by (deployment) (ray_serve_deployment_replica_healthy)")
     }
     (app,) = app_config(cluster.ports)["applications"]
     assert healthy == {d["name"]: d["num_replicas"] for d in app["deployments"]}
