@@ -1,6 +1,6 @@
 """The chart's alerts seen firing, and resolving, in a real Prometheus that evaluates the chart's
 rendered rules on the real Serve cluster's series: each condition is caused the way it happens in
-production (overload, slow batches, a model that fails to load, a replica that cannot be placed)
+production (overload, slow batches, a config the replicas refuse, a replica that cannot be placed)
 and undone again.
 
 The rules are rendered with `metrics.prometheusRule.rateWindow: 30s` (a value users set) and every
@@ -43,6 +43,17 @@ def prometheus(prometheus_with):
     assert {each["alert"] for group in rules["groups"] for each in group["rules"]} == ALERTS
     with prometheus_with(rules) as prometheus:
         yield prometheus
+
+
+@pytest.fixture(autouse=True)
+def quiet(prometheus):
+    """Each test starts with nothing firing, so that what fires is its own doing."""
+    wait_for(
+        lambda: f"no alert firing (now {sorted(prometheus.firing())})",
+        lambda: not prometheus.firing(),
+        SEEN_S,
+        2,
+    )
 
 
 def fire(prometheus, alerts: set[str]) -> float:
@@ -117,17 +128,16 @@ def test_slow_answers_fire_the_latency_alerts(prometheus, cluster, redeploy, mni
     )
 
 
-def test_a_model_that_fails_to_load_fires_the_deploy_alerts(
-    prometheus, cluster, app_config, redeploy, report
-):
-    """Weights that do not match their pinned sha256: every new Classifier replica fails to start."""
+def test_a_refused_config_fires_the_deploy_alerts(prometheus, cluster, app_config, redeploy, report):
+    """A Classifier batching config its replicas refuse (max_batch_size 0): the builder cannot see
+    it, so every replica fails in `reconfigure` and the deployment, then the app, fail."""
     alerts = {"MnistServeDeployFailed", "MnistServeDeploymentUnhealthy"}
 
-    def wrong_weights(config):
-        config["applications"][0]["args"]["model"]["sha256"] = "0" * 64
+    def refused_batching(config):
+        deployment(config, "Classifier")["user_config"]["max_batch_size"] = 0
 
-    with pytest.raises(RuntimeError, match="sha256"):
-        redeploy(wrong_weights)
+    with pytest.raises(RuntimeError, match=r"Failed to update the deployments \[.Classifier.\]"):
+        redeploy(refused_batching)
     fired = fire(prometheus, alerts)
     cluster.deploy(app_config(cluster.ports))
     cluster.wait_running()

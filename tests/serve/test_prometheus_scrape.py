@@ -111,7 +111,7 @@ def test_prometheus_scrapes_every_metric_family_under_load(prometheus, load, rep
     (series,) = prometheus.query('count({job="ray"})')
     report(
         f"observability: Prometheus scraped {samples['value'][1]} samples per scrape, {series['value'][1]} "
-        f"series; {counted['value'][1]} requests counted, Locust sent {locust}"
+        f"series; {counted():.0f} requests counted, Locust sent {locust}"
     )
 
 
