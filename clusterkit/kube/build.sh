@@ -7,11 +7,19 @@
 #                   CoreDNS, the KubeRay operator, pause
 #   build.sh kind   and what the kind node image adds: containerd, crictl, the
 #                   CNI plugins, local-path-provisioner
+#   build.sh --check [kind]
+#                   builds nothing: lists what is not built yet, exits 1 if anything
 set -euo pipefail
 here=$(cd "$(dirname "$0")/go" && pwd)
 cache=${MNIST_SERVE_CACHE:-$HOME/.cache/mnist-serve}
 flags=(-trimpath)
+check=
+if [[ ${1:-} == --check ]]; then
+	check=1
+	shift
+fi
 sets=(kube "$@")
+missing=0
 
 version_of() { # version of module $2 required by wrapper $1
 	(cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
@@ -30,12 +38,18 @@ export CGO_ENABLED=0
 build() { # wrapper dir, out dir, package, binary name, extra ldflags, [build tags]
 	local out=$2/$4
 	[[ -x $out ]] && return 0
+	if [[ -n $check ]]; then
+		echo "not built: $out"
+		missing=1
+		return 0
+	fi
 	mkdir -p "$2"
 	(cd "$here/$1" && timed "build $4" go build "${flags[@]}" -tags "${6:-}" -ldflags "-s -w $5" -o "$out.tmp" "$3")
 	mv "$out.tmp" "$out"
 }
 
 download() { # wrappers...
+	[[ -n $check ]] && return 0
 	for m in "$@"; do
 		(cd "$here/$m" && timed "download $m" go mod download)
 	done
@@ -90,3 +104,4 @@ kind() {
 for s in "${sets[@]}"; do
 	"$s"
 done
+exit $missing
