@@ -63,7 +63,9 @@ def test_losing_the_head_under_load(run, mnist_test, report):
     replicas_before, actors_before = run.cluster.replicas(), actor_ids(run)
     deployed_before = apps_before["mnist"]["last_deployed_time_s"]
 
-    with Load(urls, mnist_test.images, mnist_test.labels, clients=6) as load:
+    # 4 clients, as on the real clusters: more leave a 2-core machine too busy for a new head's
+    # raylet to register within Ray's fixed 30 s (ray/_private/node.py), and the head restarts.
+    with Load(urls, mnist_test.images, mnist_test.labels, clients=4) as load:
         load.wait_for(200)
         lost = time.monotonic()
         run.cluster.kill_node("head")
