@@ -173,10 +173,12 @@ class Fused:
         self.compute: ThreadPoolExecutor | None = None
 
     def start(self) -> Fused:
-        """Load the model; called in the ingress replica, not where the app is built."""
-        self.model = Model(self.source)
-        self.compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
-        return self
+        """The model loaded, in the ingress replica rather than where the app is built: a new
+        instance, since Serve pickles the replica's init arguments (this one) after `__init__`."""
+        started = Fused(self.source)
+        started.model = Model(self.source)
+        started.compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
+        return started
 
     async def predict(self, requests: list[np.ndarray]) -> Prediction:
         return await asyncio.get_running_loop().run_in_executor(self.compute, self._predict, requests)
