@@ -56,7 +56,9 @@ def test_losing_a_worker_under_load(run, mnist_test, report, topology):
         load.wait_for(100)
         settled = time.monotonic()
         load.wait_for(500)
-    before, during = load.between(0, lost), load.between(lost, back)
+    # By when each request ended: one in flight at the kill belongs to the outage.
+    before = [o for o in load.between(0, lost) if o.start + o.latency_s < lost]
+    during = [o for o in load.between(0, back) if o.start + o.latency_s >= lost]
     rejoin, after = load.between(back, settled), load.between(settled)
     report(
         f"node loss ({victim}, with the {MODEL_DEPLOYMENT[topology]}): "
