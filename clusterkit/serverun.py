@@ -65,19 +65,32 @@ def holders(ports: dict[str, int]) -> list[str]:
     return held
 
 
-def interrupt_once(child: subprocess.Popen) -> None:
+class OneInterrupt:
     """Ctrl-C (SIGINT) and a stop request (SIGTERM, from `timeout`, a process manager, an IDE)
-    alike become one SIGINT to `child`: a second would cut its shutdown short."""
-    sent = False
+    alike become one SIGINT to the child: a second would cut its shutdown short.
 
-    def forward(signum, frame) -> None:
-        nonlocal sent
-        if not sent:
-            child.send_signal(signal.SIGINT)
-            sent = True
+    Installed before the child starts: a handled signal starts as the default in the child, while
+    an ignored one stays ignored across exec. A `make run &` from a script ignores SIGINT, and
+    `serve run` would then never stop."""
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, forward)
+    def __init__(self) -> None:
+        self.child: subprocess.Popen | None = None
+        self.requested = self.sent = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._request)
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+        self._send()
+
+    def to(self, child: subprocess.Popen) -> None:
+        self.child = child
+        self._send()
+
+    def _send(self) -> None:
+        if self.requested and self.child and not self.sent:
+            self.child.send_signal(signal.SIGINT)
+            self.sent = True
 
 
 def run(config: Path, env: dict[str, str], state: Path = STATE) -> int:
@@ -95,8 +108,9 @@ def run(config: Path, env: dict[str, str], state: Path = STATE) -> int:
     serve = Path(sys.executable).parent / "serve"
     # A session of its own, so that only the runner hears the terminal's and process managers'
     # signals: `serve run` stops Ray cleanly on SIGINT only (SIGTERM would kill it mid-way).
+    stop = OneInterrupt()
     child = subprocess.Popen([str(serve), "run", str(config)], env={**env, TAG: tag}, start_new_session=True)
-    interrupt_once(child)
+    stop.to(child)
     try:
         return child.wait()
     finally:

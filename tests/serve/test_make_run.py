@@ -1,7 +1,8 @@
 """`make run`: it starts again after a hard stop (SIGKILL of its whole process group), NVIDIA's Triton
 clients classify with their defaults against it, and it serves a model from an object store
 (MODEL_URI, MODEL_VERSION) with the version on every answer. Each run is stopped a user's way
-(Ctrl-C, `timeout`'s SIGTERM to the group, `kill` of make's PID) and must leave nothing behind.
+(Ctrl-C, `timeout`'s SIGTERM to the group, `kill` of make's PID after a background start) and
+must leave nothing behind.
 
 What a killed run leaves behind keeps answering on :8000 (its proxy reloads HAProxy) until the
 next run ends it, which happens only after `make run` has checked the model: an answer counts
@@ -34,9 +35,10 @@ PORTS = (8000, 8404, 9101)  # serve and Ray's HAProxy stats/metrics defaults, as
 
 
 class Run(subprocess.Popen):
-    """`make run`, in a process group of its own, as a terminal would give it."""
+    """`make run`, in a process group of its own, as a terminal would give it; `background`: with
+    SIGINT ignored, as a script's `make run &` starts it."""
 
-    def __init__(self, log, *make_args: str, env: dict[str, str] | None = None):
+    def __init__(self, log, *make_args: str, env: dict[str, str] | None = None, background: bool = False):
         self.previous_tag = run_tag()
         super().__init__(
             ["make", "--no-print-directory", "run", *make_args],
@@ -45,6 +47,7 @@ class Run(subprocess.Popen):
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, **(env or {})},
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None,
         )
 
     def serving(self) -> bool:
@@ -173,7 +176,9 @@ def test_run_serves_a_model_from_s3_with_its_version(tmp_path, s3_server, mnist_
     # The object store's endpoint and credentials come from the environment, as on a cluster.
     env = s3_server.env | {"MNIST_SERVE_MODEL_CACHE": str(tmp_path / "model-cache")}
     with (tmp_path / "run.log").open("w") as log:
-        run = Run(log, "MODEL_URI=s3://mnist-models/v7/mnist_cnn.pt", "MODEL_VERSION=7", env=env)
+        run = Run(
+            log, "MODEL_URI=s3://mnist-models/v7/mnist_cnn.pt", "MODEL_VERSION=7", env=env, background=True
+        )
     try:
         wait_answering(run, images[:10])
         replies = [
