@@ -79,6 +79,15 @@ def deployment(config: dict, name: str) -> dict:
     return found
 
 
+def autoscaled_classifier(config: dict, replicas: int) -> dict:
+    """The Classifier autoscaled between `replicas` and at least 1 (Serve then exports its target)."""
+    classifier = deployment(config, "Classifier")
+    classifier.pop("num_replicas")
+    bounds = {"min_replicas": replicas, "initial_replicas": replicas, "max_replicas": max(replicas, 1)}
+    classifier["autoscaling_config"] = bounds
+    return classifier
+
+
 def test_a_healthy_cluster_fires_nothing(prometheus, cluster, mnist_test):
     with Load(cluster.serve_url, mnist_test.images, mnist_test.labels, clients=2) as load:
         load.wait_for(200)
@@ -153,10 +162,7 @@ def test_a_replica_that_cannot_be_placed_fires_the_replica_alerts(prometheus, cl
     stays pending, so the deployment has no healthy replica and one wanted."""
     alerts = {"MnistServeNoHealthyReplicas", "MnistServeReplicasPending"}
     config = app_config(cluster.ports)
-    classifier = deployment(config, "Classifier")
-    classifier.pop("num_replicas")
-    classifier["autoscaling_config"] = {"min_replicas": 1, "initial_replicas": 1, "max_replicas": 1}
-    classifier["ray_actor_options"]["num_cpus"] = 64
+    autoscaled_classifier(config, 1)["ray_actor_options"]["num_cpus"] = 64
     try:
         cluster.deploy(config)
         fired = fire(prometheus, alerts)
@@ -170,27 +176,18 @@ def test_a_replica_that_cannot_be_placed_fires_the_replica_alerts(prometheus, cl
     )
 
 
-def test_a_deployment_scaled_to_zero_on_purpose_fires_nothing(prometheus, cluster, app_config, report):
+def test_a_deployment_scaled_to_zero_on_purpose_fires_nothing(prometheus, redeploy, report):
     """Serve scale to zero (charts/ci/scale-to-zero-values.yaml): no healthy Classifier replica is
     the intended state while idle, not an outage."""
-    config = app_config(cluster.ports)
-    classifier = deployment(config, "Classifier")
-    classifier.pop("num_replicas")
-    classifier["autoscaling_config"] = {"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1}
+    redeploy(lambda config: autoscaled_classifier(config, 0))
     healthy = 'sum(ray_serve_deployment_replica_healthy{deployment="Classifier"})'
-    try:
-        cluster.deploy(config)
-        cluster.wait_running()
-        wait_for(
-            "the Classifier's healthy count at 0 in Prometheus",
-            lambda: [r for r in prometheus.query(healthy) if r["value"][1] == "0"],
-            SEEN_S,
-            2,
-        )
-        time.sleep(20)  # ten evaluations of the rules on that state
-        firing = prometheus.firing()
-    finally:
-        cluster.deploy(app_config(cluster.ports))
-        cluster.wait_running(timeout_s=180)
+    wait_for(
+        "the Classifier's healthy count at 0 in Prometheus",
+        lambda: [r for r in prometheus.query(healthy) if r["value"][1] == "0"],
+        SEEN_S,
+        2,
+    )
+    time.sleep(20)  # ten evaluations of the rules on that state
+    firing = prometheus.firing()
     report(f"scaled to zero on purpose, 0 healthy Classifier replicas: firing {sorted(firing) or 'nothing'}")
     assert firing == set()
