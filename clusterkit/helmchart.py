@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from clusterkit.kube import builds
+
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts"
 CI_VALUES = CHART / "ci"
-CRDS = REPO / "tests" / "chart" / "crds"
 # Pinned in the Makefile (HELM_VERSIONS) and installed into bin/ by `make tools`.
 HELMS = {version: REPO / "bin" / f"helm-{version}" for version in ("v4.3.1", "v3.18.0")}
 HELM = HELMS["v4.3.1"]
@@ -100,15 +102,47 @@ def _structural(schema: dict) -> dict:
     return out
 
 
-# The KubeRay releases whose CRDs the chart is validated against (tests/chart/crds/<version>/).
+def shared() -> Path:
+    """`../shared` beside the checkout, where data from other repositories lives (it is never
+    committed here). A clone made elsewhere finds it beside the repository it was cloned from;
+    MNIST_SERVE_SHARED names it outright."""
+    candidates = [Path(os.environ["MNIST_SERVE_SHARED"])] if "MNIST_SERVE_SHARED" in os.environ else []
+    candidates.append(REPO.parent / "shared")
+    origin = subprocess.run(
+        ["git", "-C", str(REPO), "remote", "get-url", "origin"], capture_output=True, text=True
+    ).stdout.strip()
+    if origin and "://" not in origin and ":" not in origin.split("/")[0]:  # a local path, not a URL
+        candidates.append(Path(origin).resolve().parent / "shared")
+    for path in candidates:
+        if path.is_dir():
+            return path
+    raise FileNotFoundError(f"no shared data folder: tried {', '.join(map(str, candidates))}")
+
+
+# The KubeRay releases the chart is validated against, and where each one's CRDs come from: the
+# oldest the chart supports from the ray-operator Go module the real-cluster tests run
+# (config/crd/bases/ at the version clusterkit/kube/go/kuberay pins), the newest from
+# ../shared/crds/ (the Go module proxy does not serve it).
 OPERATOR_VERSIONS = ("1.5.0", "1.7.0")
+
+
+def crd_folder(operator: str) -> Path:
+    if operator == OPERATOR_VERSIONS[-1]:
+        folder, found = shared() / "crds", ""
+        if f"KubeRay v{operator} " in (folder / "SOURCE.txt").read_text():
+            found = f"v{operator}"
+    else:
+        source = builds.module_source("kuberay", builds.KUBERAY)
+        folder, found = source / "config" / "crd" / "bases", source.name.rpartition("@")[2]
+    if found != f"v{operator}":
+        raise FileNotFoundError(f"{folder} holds no KubeRay v{operator} CRDs")
+    return folder
 
 
 @functools.cache
 def crd_validator(kind: str, operator: str = OPERATOR_VERSIONS[-1]) -> jsonschema.protocols.Validator:
     """A validator for a KubeRay custom resource, from that operator release's CRD."""
-    path = CRDS / f"v{operator}" / f"ray.io_{kind.lower()}s.yaml"
-    crd = yaml.safe_load(path.read_text())
+    crd = yaml.safe_load((crd_folder(operator) / f"ray.io_{kind.lower()}s.yaml").read_text())
     (version,) = (v for v in crd["spec"]["versions"] if v["name"] == "v1")
     schema = _structural(version["schema"]["openAPIV3Schema"])
     return jsonschema.Draft7Validator(schema)

@@ -7,7 +7,6 @@ kind cluster where its Helm chart cannot be reached."""
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,18 +18,6 @@ from clusterkit.kube.layout import DNS_SERVICE_IP, REPO
 OPERATOR_NAMESPACE = "kuberay-system"  # the namespace the chart's NetworkPolicy admits to the dashboard
 # The values `make kind-operator` installs the operator's Helm chart with; their resources here too.
 OPERATOR_VALUES = REPO / "k8s" / "kuberay-operator-values.yaml"
-
-
-def module_dir(wrapper: str, module: str) -> Path:
-    out = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", module],
-        cwd=builds.GO / wrapper,
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0 or not out.stdout.strip():
-        raise RuntimeError(f"{module} is not in the module cache (run `make kube-build`): {out.stderr}")
-    return Path(out.stdout.strip())
 
 
 def apply(objects: list[dict]) -> None:
@@ -163,7 +150,7 @@ def operator() -> str:
     probed, a restricted security context, the resources of k8s/kuberay-operator-values.yaml).
     The chart itself is not on the Go module proxy, so its Deployment is written out here.
     Returns the operator version."""
-    root = module_dir("kuberay", "github.com/ray-project/kuberay/ray-operator")
+    root = builds.module_source("kuberay", builds.KUBERAY)
     version = root.name.split("@")[-1]
     target.kubectl("apply", "--server-side", "-f", str(root / "config" / "crd" / "bases"))
     tag = f"localhost/mnist-serve-kuberay-operator:{version}"

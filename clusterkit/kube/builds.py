@@ -4,12 +4,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 CACHE = Path(os.environ.get("MNIST_SERVE_CACHE", Path.home() / ".cache" / "mnist-serve"))
 GO = Path(__file__).resolve().parent / "go"
+# The KubeRay operator's module, pinned by the `kuberay` wrapper.
+KUBERAY = "github.com/ray-project/kuberay/ray-operator"
 
 
 def go_version(wrapper: str, module: str) -> str:
@@ -29,3 +32,14 @@ def cached(name: str, binary: str) -> Path:
     if not found:
         raise FileNotFoundError(f"no {name} build in {CACHE}: run `make kube-build`")
     return found[-1]
+
+
+def module_source(wrapper: str, module: str) -> Path:
+    """The source tree of `module` at the version wrapper `wrapper` pins, from the Go module cache
+    (downloaded from the module proxy, checked against the wrapper's go.sum, if not there yet)."""
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", module], cwd=GO / wrapper, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"go mod download {module} (in {GO / wrapper}) failed: {out.stdout}{out.stderr}")
+    return Path(json.loads(out.stdout)["Dir"])

@@ -197,7 +197,7 @@ def load() -> str:
 
 def up() -> None:
     repository, tag = load().rsplit(":", 1)
-    operator = builds.go_version("kuberay", "github.com/ray-project/kuberay/ray-operator").lstrip("v")
+    operator = builds.go_version("kuberay", builds.KUBERAY).lstrip("v")
     base = {"image.repository": repository, "image.tag": tag, "kuberay.operatorVersion": operator}
     install(base={key: json.dumps(value) for key, value in base.items()})
     ready = wait_ready()

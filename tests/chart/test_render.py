@@ -58,8 +58,8 @@ OPERATOR_SCENARIOS = [
 
 @pytest.mark.parametrize(("operator", "scenario"), OPERATOR_SCENARIOS)
 def test_rayservice_validates_against_the_kuberay_crd(rendered, operator, scenario):
-    """The RayService CRD of KubeRay 1.5.0 and of 1.7.0 (tests/chart/crds/v*/), as the API server
-    applies it: an unknown field would be rejected (or pruned: a feature silently lost)."""
+    """The RayService CRD of KubeRay 1.5.0 (its Go module) and of 1.7.0 (../shared/crds/), as the
+    API server applies it: an unknown field would be rejected (or pruned: a feature silently lost)."""
     errors = sorted(
         crd_validator("RayService", operator).iter_errors(rayservice(rendered[scenario])), key=str
     )

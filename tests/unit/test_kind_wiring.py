@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from clusterkit.helmchart import KUBE_VERSIONS
-from clusterkit.kube.builds import go_version
+from clusterkit.kube.builds import KUBERAY, go_version
 from clusterkit.localray import REPO
 
 # Where the plans would install tools and find the Go builds: folders that do not exist, so that
@@ -64,7 +64,7 @@ def test_kind_test_runs_every_step_in_order_and_tears_down(planned):
 def test_kind_local_builds_everything_here_and_changes_only_the_node_and_operator_images(planned):
     plan = planned("kind-test", "KIND_LOCAL=1", "OS=linux", "ARCH=amd64")
     k8s = go_version("kubernetes", "k8s.io/kubernetes")
-    operator = go_version("kuberay", "github.com/ray-project/kuberay/ray-operator").lstrip("v")
+    operator = go_version("kuberay", KUBERAY).lstrip("v")
     in_order(
         plan,
         [
