@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.exceptions import HTTPException
 
-from mnist_serve import __version__, metrics
+from mnist_serve import __version__, metrics, openapi
 from mnist_serve.body_limit import BodyLimit
 from mnist_serve.config import Batching, Limits
 from mnist_serve.decoding import InputError
@@ -80,7 +80,8 @@ def create_app(plane: DataPlane | None = None) -> FastAPI:
         version=__version__,
     )
     app.state.dataplane = plane
-    app.state.max_body_bytes = (plane.limits if plane else Limits()).max_body_bytes
+    limits = plane.limits if plane else Limits()
+    app.state.max_body_bytes = limits.max_body_bytes
     app.add_middleware(BodyLimit)
     # Outermost, so that it also counts what BodyLimit refuses.
     app.add_middleware(metrics.RequestMetrics)
@@ -91,6 +92,7 @@ def create_app(plane: DataPlane | None = None) -> FastAPI:
     app.include_router(tutorial.router)
     app.include_router(predict.router)
     app.include_router(oip_rest.router)
+    openapi.document(app, limits)
     return app
 
 

@@ -35,8 +35,9 @@ def check_batch_size(n: int, limits: Limits) -> None:
 def from_nested(values: object, limits: Limits, *, name: str = "image") -> np.ndarray:
     """JSON arrays → pixels.
 
-    Shapes: [28, 28], [N, 28, 28] or [N, 1, 28, 28]. Arrays of integers only
-    are 0–255 pixel values; arrays with any float are intensities in [0, 1].
+    Shapes: [28, 28], [N, 28, 28] or [N, 1, 28, 28]. Values are 0–255 pixel values when any
+    is above 1 (then all must be integers), intensities in [0, 1] otherwise: JSON does not
+    tell 1 from 1.0, so neither does this.
     """
     if not isinstance(values, list):
         raise InputError(f"'{name}' must be an array of pixel rows, got {type(values).__name__}")
@@ -51,8 +52,11 @@ def from_nested(values: object, limits: Limits, *, name: str = "image") -> np.nd
     return from_array(array, limits, name=name)
 
 
-def from_array(array: np.ndarray, limits: Limits, *, name: str = "image") -> np.ndarray:
-    """A numeric array of one of the accepted shapes → pixels; see `from_nested`."""
+def from_array(
+    array: np.ndarray, limits: Limits, *, name: str = "image", datatype: str | None = None
+) -> np.ndarray:
+    """A numeric array of one of the accepted shapes → pixels. `datatype` says what its values
+    are, "UINT8" pixel values or "FP32" intensities; None reads it from them (`from_nested`)."""
     if array.size == 0:
         raise InputError(f"'{name}' is empty: the request holds no images")
     shape = list(array.shape)
@@ -63,17 +67,19 @@ def from_array(array: np.ndarray, limits: Limits, *, name: str = "image") -> np.
     if array.ndim != 3 or array.shape[1:] != (SIDE, SIDE):
         raise InputError(f"'{name}' has shape {shape}; expected [28, 28], [N, 28, 28] or [N, 1, 28, 28]")
     check_batch_size(array.shape[0], limits)
-    if array.dtype.kind == "f":
-        if not np.isfinite(array).all():
-            raise InputError(f"'{name}' contains NaN or infinite values")
-        if array.min() < 0.0 or array.max() > 1.0:
-            raise InputError(
-                f"'{name}' holds floats outside [0, 1] (min {array.min():g}, max {array.max():g}); "
-                "send floats in [0, 1] or integers 0–255"
-            )
+    if not np.isfinite(array).all():
+        raise InputError(f"'{name}' contains NaN or infinite values")
+    low, high = array.min(), array.max()
+    if (datatype or ("UINT8" if high > 1 else "FP32")) == "FP32":
+        if low < 0 or high > 1:
+            raise InputError(f"'{name}' holds values outside [0, 1] (min {low:g}, max {high:g})")
         return array.astype(np.float32, copy=False)
-    if array.min() < 0 or array.max() > 255:
-        raise InputError(f"'{name}' holds integers outside 0–255 (min {array.min()}, max {array.max()})")
+    if array.dtype.kind == "f" and (fraction := array[array != np.round(array)]).size:
+        raise InputError(
+            f"'{name}' holds {fraction[0]:g}: pixel values must be integers 0–255 (intensities are in [0, 1])"
+        )
+    if low < 0 or high > 255:
+        raise InputError(f"'{name}' holds pixel values outside 0–255 (min {low:g}, max {high:g})")
     return array.astype(np.uint8)
 
 
@@ -183,17 +189,15 @@ def oip_tensor(
             raise InputError("input data is not a rectangular array", 400) from None
         if array.dtype == bool or array.dtype.kind not in "iuf":
             raise InputError("input data must hold only numbers", 400)
+        if array.ndim > 1 and list(array.shape) != list(shape):
+            raise InputError(
+                f"input data is nested as {list(array.shape)}, not as its shape {list(shape)}", 400
+            )
         if array.size != n * PIXELS:
             raise InputError(
                 f"input data holds {array.size} values but shape {list(shape)} needs {n * PIXELS}", 400
             )
-        if datatype == "UINT8" and array.dtype.kind == "f":
-            if not (np.isfinite(array).all() and (array == np.round(array)).all()):
-                raise InputError("UINT8 input data must hold integers", 400)
-            array = array.astype(np.int64)
-        elif datatype == "FP32":
-            array = array.astype(np.float64)
     try:
-        return from_array(array.reshape(n, SIDE, SIDE), limits, name="data")
+        return from_array(array.reshape(n, SIDE, SIDE), limits, name="data", datatype=datatype)
     except InputError as exc:
         raise InputError(str(exc), 400) from None

@@ -18,7 +18,7 @@ class PredictRequest(BaseModel):
     image: list = Field(
         min_length=1,
         description=f"One image [{SIDE}, {SIDE}] or a batch [N, {SIDE}, {SIDE}] / [N, 1, {SIDE}, {SIDE}]: "
-        "floats in [0, 1], or integers 0–255 when the array holds only integers.",
+        "pixel values 0–255 (integers) when any is above 1, intensities in [0, 1] otherwise.",
         examples=[[[0] * SIDE] * SIDE],
     )
 

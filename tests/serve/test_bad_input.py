@@ -108,7 +108,7 @@ CASES = [
         json.dumps({"image": [[1.5] * 28] * 28}),
         JSON,
         422,
-        "outside [0, 1]",
+        "holds 1.5: pixel values must be integers 0–255",
     ),
     (
         "negative float",
@@ -132,7 +132,7 @@ CASES = [
         "negative integer",
         "POST",
         "/predict",
-        json.dumps({"image": [[-1] * 28] * 28}),
+        json.dumps({"image": [[-1] * 28] * 27 + [[200] * 28]}),
         JSON,
         422,
         "outside 0–255",
@@ -169,7 +169,7 @@ CASES = [
     ("OIP: shape [1, 28, 28]", "POST", INFER, oip(shape=[1, 28, 28]), JSON, 400, "not supported"),
     ("OIP: too little data", "POST", INFER, oip(data=[0] * 700), JSON, 400, "needs 784"),
     ("OIP: wrong input name", "POST", INFER, oip(name="input__0"), JSON, 400, "unknown input 'input__0'"),
-    ("OIP: fractional UINT8", "POST", INFER, oip(data=[0.5] * 784), JSON, 400, "must hold integers"),
+    ("OIP: fractional UINT8", "POST", INFER, oip(data=[0.5] * 784), JSON, 400, "must be integers"),
     ("OIP: FP32 above 1", "POST", INFER, oip(datatype="FP32", data=[2.0] * 784), JSON, 400, "outside [0, 1]"),
     (
         "OIP: two inputs",

@@ -30,6 +30,8 @@ def png(array: np.ndarray, mode: str = "L") -> bytes:
         (U8[:, None].tolist(), (3, 28, 28), np.uint8),
         ((U8 / 255).tolist(), (3, 28, 28), np.float32),
         ((U8[:, None] / 255).tolist(), (3, 28, 28), np.float32),
+        # JSON does not tell 255 from 255.0
+        (U8.astype(float).tolist(), (3, 28, 28), np.uint8),
     ],
 )
 def test_nested_shapes_and_dtypes(value, shape, dtype):
@@ -37,6 +39,13 @@ def test_nested_shapes_and_dtypes(value, shape, dtype):
     assert pixels.shape == shape and pixels.dtype == dtype
     scale = 255 if dtype == np.float32 else 1
     np.testing.assert_allclose(pixels.reshape(-1, 784) * scale, U8[: shape[0]].reshape(-1, 784), atol=1e-4)
+
+
+def test_values_up_to_1_are_intensities_whether_written_as_integers_or_not():
+    """Nor 1 from 1.0: an array whose values are all 0 or 1 holds intensities."""
+    for one in (1, 1.0):
+        pixels = decoding.from_nested([[0, one] * 14] * 28, LIMITS)
+        assert pixels.dtype == np.float32 and pixels.max() == 1.0
 
 
 @pytest.mark.parametrize(
@@ -51,10 +60,12 @@ def test_nested_shapes_and_dtypes(value, shape, dtype):
         ([], "no images"),
         ([[0.5] * 28] * 27 + [[float("nan")] * 28], "NaN or infinite"),
         ([[0.5] * 28] * 27 + [[float("inf")] * 28], "NaN or infinite"),
-        ([[1.5] * 28] * 28, "outside [0, 1]"),
+        ([[1.5] * 28] * 28, "holds 1.5: pixel values must be integers 0–255"),
+        ([[0.5] * 28] * 27 + [[200] * 28], "holds 0.5: pixel values must be integers 0–255"),
         ([[-0.1] * 28] * 28, "outside [0, 1]"),
         ([[256] * 28] * 28, "outside 0–255"),
-        ([[-1] * 28] * 28, "outside 0–255"),
+        ([[-1] * 28] * 27 + [[200] * 28], "outside 0–255"),
+        ([[-1] * 28] * 28, "outside [0, 1]"),
         ([[[0] * 28] * 28] * 5, "at most 4"),
     ],
 )
@@ -155,7 +166,8 @@ def test_oip_tensor(data, shape, datatype):
     [
         ([0] * 784, [1, 28, 28], "UINT8", "not supported"),
         ([0] * 783, [1, 784], "UINT8", "needs 784"),
-        ([0.5] * 784, [1, 784], "UINT8", "must hold integers"),
+        ([0.5] * 784, [1, 784], "UINT8", "must be integers"),
+        ([[0] * 784], [1, 1, 28, 28], "UINT8", "nested as [1, 784], not as its shape [1, 1, 28, 28]"),
         ([2.0] * 784, [1, 784], "FP32", "outside [0, 1]"),
         ([300] * 784, [1, 784], "UINT8", "outside 0–255"),
         (["x"] * 784, [1, 784], "UINT8", "only numbers"),

@@ -23,7 +23,6 @@ from mnist_serve import decoding
 from mnist_serve.decoding import InputError
 from mnist_serve.protocol import oip
 from mnist_serve.protocol.dataplane import DataPlane, dataplane, tag
-from mnist_serve.schemas import inline
 from mnist_serve.signature import INPUT, INPUT_DATATYPES, INPUT_IMAGE_SHAPES, OUTPUT_NAMES
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -109,23 +108,6 @@ class InferResponse(BaseModel):
 
 _NOT_READY = {503: {"model": Ready}}
 _ERRORS = {400: {"model": Error}, 404: {"model": Error}, 413: {"model": Error}, 503: {"model": Error}}
-_INFER_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": inline(InferRequest.model_json_schema())},
-            "application/octet-stream": {
-                "schema": {
-                    "type": "string",
-                    "format": "binary",
-                    "description": "Triton's binary tensor data: the JSON header "
-                    "(Inference-Header-Content-Length bytes), then the inputs' bytes.",
-                }
-            },
-        },
-    }
-}
-
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol"], responses={404: {"model": Error}})
 
 
@@ -178,7 +160,10 @@ async def version_ready(request: Request, model_name: str, model_version: str) -
     return await ready(request)
 
 
-_INFER = {"response_model": InferResponse, "responses": _ERRORS, "openapi_extra": _INFER_BODY}
+# Outputs asked for as binary data come back as Triton's binary tensor data (`_infer`).
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_BINARY_REPLY = {200: {"content": _BINARY}}
+_INFER = {"response_model": InferResponse, "responses": _ERRORS | _BINARY_REPLY}
 
 
 @router.post("/models/{model_name}/infer", **_INFER)

@@ -8,38 +8,16 @@ from pydantic import ValidationError
 from mnist_serve import decoding
 from mnist_serve.decoding import InputError
 from mnist_serve.protocol.dataplane import dataplane, tag
-from mnist_serve.schemas import PredictRequest, PredictResponse, errors, inline
-from mnist_serve.signature import PIXELS, SIDE
+from mnist_serve.schemas import PredictRequest, PredictResponse, errors
 
 router = APIRouter()
-
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": inline(PredictRequest.model_json_schema())},
-            "application/octet-stream": {
-                "schema": {"type": "string", "format": "binary", "description": f"N×{PIXELS} uint8 pixels."}
-            },
-            "image/png": {
-                "schema": {
-                    "type": "string",
-                    "format": "binary",
-                    "description": f"Any size; made {SIDE}×{SIDE} gray.",
-                }
-            },
-        },
-    }
-}
 
 
 def _content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-@router.post(
-    "/predict", response_model=PredictResponse, responses=errors(400, 413, 415, 422, 503), openapi_extra=_BODY
-)
+@router.post("/predict", response_model=PredictResponse, responses=errors(400, 413, 415, 422, 503))
 async def predict(request: Request, response: Response) -> PredictResponse:
     """Classify digits sent as JSON, raw uint8 bytes (`application/octet-stream`) or a PNG."""
     plane = dataplane(request)
