@@ -213,7 +213,7 @@ KUBE_CACHE ?= $(HOME)/.cache/mnist-serve
 KUBE_TESTS ?= kube
 
 .PHONY: kube-build
-kube-build: ## Build the pinned Kubernetes, etcd, CoreDNS, KubeRay operator and pause binaries into KUBE_CACHE (once per pin).
+kube-build: ## Build the pinned Kubernetes, etcd, CoreDNS, KubeRay operator, NetworkPolicy agent and pause binaries into KUBE_CACHE (once per pin).
 	MNIST_SERVE_CACHE=$(KUBE_CACHE) nice -n 10 clusterkit/kube/build.sh
 
 .PHONY: kube-deps
@@ -223,12 +223,13 @@ kube-deps: ## apt-install containerd, runc, the CNI plugins, iptables, conntrack
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc containernetworking-plugins iptables \
 		conntrack podman debootstrap; }
 
-KUBE_UP = $(BIN)/python -m clusterkit.kube.cluster up && $(BIN)/python -m clusterkit.kube.addons coredns operator \
+KUBE_UP = $(BIN)/python -m clusterkit.kube.cluster up \
+	&& $(BIN)/python -m clusterkit.kube.addons coredns operator networkpolicies \
 	&& $(BIN)/python -m clusterkit.kube.release up
 KUBE_DOWN = $(BIN)/python -m clusterkit.kube.cluster down
 
 .PHONY: kube-up
-kube-up: kube-build kube-deps tools model $(STAMP) ## One-node Kubernetes, CoreDNS, the KubeRay operator, and the chart installed until its RayService is Ready.
+kube-up: kube-build kube-deps tools model $(STAMP) ## One-node Kubernetes, CoreDNS, the KubeRay operator, NetworkPolicy enforcement, and the chart installed until its RayService is Ready.
 	$(KUBE_UP)
 
 .PHONY: kube-test
@@ -410,6 +411,10 @@ test-chart: tools prometheus $(STAMP) ## The chart: lint, render, CRD and Kubern
 .PHONY: test-contract
 test-contract: tools model redis ## The rendered RayService on a local multi-node Ray: scaling, node loss, rollouts (about 8 minutes).
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
+
+.PHONY: test-fused
+test-fused: tools model prometheus redis ## The serve and contract suites on the fused topology (make test runs composed, the chart's default).
+	$(BIN)/pytest -m "serve or contract" --topology fused $(PYTEST_ARGS)
 
 .PHONY: redis
 redis: ## Install Debian's redis-server when missing (the head-loss test's GCS store).

@@ -1,19 +1,23 @@
 """What a cluster built here runs as pods: CoreDNS (the one-node cluster of `make kube-up`; kind's
-comes with kubeadm) and the KubeRay operator, from FROM-scratch images of the binaries build.sh
-cached, and the operator's CRDs and RBAC from its own module. They act on the current target
-(clusterkit.kube.target): `python -m clusterkit.kube.addons operator` installs the operator on a
-kind cluster where its Helm chart cannot be reached."""
+comes with kubeadm), the KubeRay operator and the NetworkPolicy agent kube-network-policies (on
+`make kube-up`'s cluster, whose bridge CNI enforces no policy), from FROM-scratch images of the
+binaries build.sh cached, and the operator's CRDs and RBAC, the agent's RBAC, from their own
+modules. They act on the current target (clusterkit.kube.target): `python -m
+clusterkit.kube.addons operator` installs the operator on a kind cluster where its Helm chart
+cannot be reached."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from clusterkit.kube import builds, images, target
+from clusterkit.kube import builds, images, network, target
 from clusterkit.kube.layout import DNS_SERVICE_IP, REPO
+from clusterkit.poll import wait_for
 
 OPERATOR_NAMESPACE = "kuberay-system"  # the namespace the chart's NetworkPolicy admits to the dashboard
 # The values `make kind-operator` installs the operator's Helm chart with; their resources here too.
@@ -26,8 +30,24 @@ def apply(objects: list[dict]) -> None:
     )
 
 
-def import_image(tag: str, binary: Path, entrypoint: str) -> None:
-    target.current().load_archive(images.from_scratch(tag, binary, entrypoint))
+def identity(name: str, namespace: str, role: dict) -> list[dict]:
+    """A ServiceAccount `name` bound to ClusterRole `role` (its rules from that project's own
+    manifests), both named `name`."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
+        role,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
+
+
+def import_image(tag: str, binary: Path, entrypoint: str, stop_signal: str | None = None) -> None:
+    target.current().load_archive(images.from_scratch(tag, binary, entrypoint, stop_signal))
 
 
 def restricted() -> dict:
@@ -157,20 +177,11 @@ def operator() -> str:
     import_image(tag, builds.cached("kuberay", "ray-operator"), "manager")
     ns, name = OPERATOR_NAMESPACE, "kuberay-operator"
     (role,) = [r for r in yaml.safe_load_all((root / "config" / "rbac" / "role.yaml").read_text()) if r]
-    role["metadata"] = {"name": name}
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}
     apply(
         [
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}},
-            role,
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
-            },
+            *identity(name, ns, role),
             {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
@@ -220,18 +231,123 @@ def operator() -> str:
     return version
 
 
+POLICY_AGENT = "kube-network-policies"  # its DaemonSet, in kube-system
+POLICY_QUEUE = 98  # the nfqueue number of the agent's install.yaml (--nfqueue-id=98)
+POLICY_METRICS_PORT = 9080  # the agent's default --metrics-bind-address port, on the node's address
+
+
+def queue_bound(queue: int) -> bool:
+    """Whether a process has bound nfqueue `queue` in this network namespace (the node's): a line
+    per bound queue, its number first (/proc/net/netfilter/nfnetlink_queue)."""
+    lines = Path("/proc/net/netfilter/nfnetlink_queue").read_text().splitlines()
+    return any(line.split()[0] == str(queue) for line in lines if line.strip())
+
+
+def networkpolicies() -> str:
+    """kube-network-policies (sigs.k8s.io, v0.8.0), run as its install.yaml runs it: a DaemonSet
+    on the node's network with its ClusterRole (read from the module), nfqueue 98, the node's name
+    (cmd/main.go's flags). It evaluates the first packet of each connection against the
+    NetworkPolicies, the pod and namespace labels it watches, and drops what they deny. Only
+    NET_ADMIN as root (nftables, nfqueue), not install.yaml's `privileged`. Its image stops it
+    with SIGINT: cmd/main.go cleans up on SIGINT only. No NRI socket (Debian's containerd 1.6
+    has none): pod IPs come from the API server. On `make kube-up`'s node only, where
+    clusterkit.kube.network adds the rules that send packets to its queue, once it is bound.
+    Returns the agent's version."""
+    if target.current().name != "kube":
+        sys.exit("the NetworkPolicy agent is installed on `make kube-up`'s cluster only")
+    root = builds.module_source(POLICY_AGENT, "sigs.k8s.io/kube-network-policies")
+    version = root.name.split("@")[-1]
+    binary = builds.cached(POLICY_AGENT, POLICY_AGENT)
+    tag = f"localhost/mnist-serve-kube-network-policies:{version}"
+    import_image(tag, binary, POLICY_AGENT, stop_signal="SIGINT")
+    ns, name = "kube-system", POLICY_AGENT
+    (role,) = [
+        obj
+        for obj in yaml.safe_load_all((root / "install.yaml").read_text())
+        if obj and obj["kind"] == "ClusterRole"
+    ]
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}
+    env = [
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+    ]
+    apply(
+        [
+            *identity(name, ns, role),
+            {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "spec": {
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "serviceAccountName": name,
+                            "hostNetwork": True,
+                            "priorityClassName": "system-node-critical",
+                            "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+                            "containers": [
+                                {
+                                    "name": name,
+                                    "image": tag,
+                                    "imagePullPolicy": "IfNotPresent",
+                                    "args": [
+                                        "--hostname-override=$(NODE_NAME)",
+                                        f"--nfqueue-id={POLICY_QUEUE}",
+                                        # Its metrics (verdict counts) on the node's address only.
+                                        f"--metrics-bind-address=$(HOST_IP):{POLICY_METRICS_PORT}",
+                                        # A DNS race workaround for kernels before 6.12 (its help
+                                        # text); this one is 6.18.
+                                        "--netfilter-bug-1766-fix=false",
+                                    ],
+                                    "env": env,
+                                    "ports": [{"name": "metrics", "containerPort": POLICY_METRICS_PORT}],
+                                    "readinessProbe": {
+                                        "httpGet": {"path": "/metrics", "port": POLICY_METRICS_PORT},
+                                        "periodSeconds": 5,
+                                    },
+                                    "resources": {
+                                        "requests": {"cpu": "100m", "memory": "50Mi"},
+                                        "limits": {"memory": "256Mi"},
+                                    },
+                                    "securityContext": {
+                                        "runAsUser": 0,
+                                        "runAsNonRoot": False,
+                                        "allowPrivilegeEscalation": False,
+                                        "readOnlyRootFilesystem": True,
+                                        "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+                                    },
+                                }
+                            ],
+                        },
+                    },
+                },
+            },
+        ]
+    )
+    return version
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("addons", nargs="+", choices=["coredns", "operator"])
+    parser.add_argument("addons", nargs="+", choices=["coredns", "operator", "networkpolicies"])
     started = time.monotonic()
     for addon in parser.parse_args().addons:
+        kind = "deployment"
         if addon == "coredns":
             coredns()
             namespace, deployment, what = "kube-system", "coredns", "CoreDNS"
-        else:
+        elif addon == "operator":
             namespace, deployment = OPERATOR_NAMESPACE, "kuberay-operator"
             what = f"the KubeRay operator {operator()}"
-        target.kubectl("-n", namespace, "rollout", "status", f"deployment/{deployment}", "--timeout=300s")
+        else:
+            kind, namespace, deployment = "daemonset", "kube-system", POLICY_AGENT
+            what = f"the NetworkPolicy agent kube-network-policies {networkpolicies()}"
+        target.kubectl("-n", namespace, "rollout", "status", f"{kind}/{deployment}", "--timeout=300s")
+        if addon == "networkpolicies":
+            wait_for(f"the agent bound to nfqueue {POLICY_QUEUE}", lambda: queue_bound(POLICY_QUEUE), 60)
+            network.policy_queue_up(POLICY_QUEUE)
         print(
             f"[kube] {what} available on the {target.current().name} cluster "
             f"({time.monotonic() - started:.0f} s)"

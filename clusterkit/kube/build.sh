@@ -4,7 +4,7 @@
 # there is kept, so only a changed pin rebuilds. Each step's time is printed.
 #
 #   build.sh        what `make kube-up` runs: Kubernetes (kubeadm too), etcd,
-#                   CoreDNS, the KubeRay operator, pause
+#                   CoreDNS, the KubeRay operator, pause, kube-network-policies
 #   build.sh kind   and what the kind node image adds: containerd, crictl, the
 #                   CNI plugins, local-path-provisioner
 #   build.sh --check [kind]
@@ -56,12 +56,13 @@ download() { # wrappers...
 }
 
 kube() {
-	local k8s etcd coredns kuberay pause minor kv=""
+	local k8s etcd coredns kuberay knp pause minor kv=""
 	k8s=$(version_of kubernetes k8s.io/kubernetes)
 	etcd=$(version_of etcd go.etcd.io/etcd/server/v3)
 	coredns=$(version_of coredns github.com/coredns/coredns)
 	kuberay=$(version_of kuberay github.com/ray-project/kuberay/ray-operator)
-	download kubernetes etcd coredns kuberay pause
+	knp=$(version_of kube-network-policies sigs.k8s.io/kube-network-policies)
+	download kubernetes etcd coredns kuberay kube-network-policies pause
 	# The server reports this version to helm and the operator; without it, v0.0.0.
 	minor=${k8s#v1.}
 	minor=${minor%%.*}
@@ -76,6 +77,9 @@ kube() {
 	coredns+=-$(sha256sum "$here/coredns/main.go" | cut -c1-12)
 	build coredns "$cache/coredns-$coredns" . coredns ""
 	build kuberay "$cache/kuberay-$kuberay" github.com/ray-project/kuberay/ray-operator ray-operator ""
+	# The NetworkPolicy agent (its main package is cmd/; upstream's Dockerfile names it netpol).
+	build kube-network-policies "$cache/kube-network-policies-$knp" sigs.k8s.io/kube-network-policies/cmd \
+		kube-network-policies ""
 	pause=$(cd "$here/pause" && go list -f '{{.Module.GoVersion}}' .)-$(sha256sum "$here/pause/main.go" | cut -c1-12)
 	build pause "$cache/pause-$pause" . pause ""
 }

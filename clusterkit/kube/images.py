@@ -24,6 +24,7 @@ def build(
     entrypoint: list[str] | None = None,
     user: str | None = None,
     env: dict[str, str] | None = None,
+    stop_signal: str | None = None,
 ) -> Path:
     """`tag`, FROM scratch: each host file of `files` at its image path, a staged tree's contents
     under its path, saved as an OCI archive at `archive` (kept: a second call reuses it)."""
@@ -42,6 +43,8 @@ def build(
         lines += [f"ENV {key}={value}" for key, value in (env or {}).items()]
         if user:
             lines.append(f"USER {user}")
+        if stop_signal:  # what containerd sends on a pod's deletion instead of SIGTERM
+            lines.append(f"STOPSIGNAL {stop_signal}")
         if entrypoint:
             lines.append("ENTRYPOINT [" + ", ".join(f'"{word}"' for word in entrypoint) + "]")
         (Path(ctx) / "Containerfile").write_text("\n".join(lines) + "\n")
@@ -52,7 +55,7 @@ def build(
     return archive
 
 
-def from_scratch(tag: str, binary: Path, entrypoint: str) -> Path:
+def from_scratch(tag: str, binary: Path, entrypoint: str, stop_signal: str | None = None) -> Path:
     """`tag` holding only `binary` at /`entrypoint`, run as a non-root user, saved next to the binary."""
     return build(
         tag,
@@ -60,6 +63,7 @@ def from_scratch(tag: str, binary: Path, entrypoint: str) -> Path:
         {f"/{entrypoint}": binary},
         entrypoint=[f"/{entrypoint}"],
         user="65532:65532",
+        stop_signal=stop_signal,
     )
 
 
