@@ -103,7 +103,9 @@ def container_env(group: dict) -> dict[str, str]:
 
 # What KubeRay gives workers when GCS fault tolerance is on (DefaultWorkerRayGcsReconnectTimeoutS):
 # a raylet that cannot reach the GCS for this long exits, and a head takes ~2 min to come back.
-WORKER_GCS_RECONNECT_TIMEOUT_S = "600"
+# The variable is Ray's config override RAY_<name> with the config's own lower-case name
+# (utils/constant.go RAY_GCS_RPC_SERVER_RECONNECT_TIMEOUT_S at v1.5.0); Ray ignores an upper-case one.
+WORKER_GCS_RECONNECT_TIMEOUT = ("RAY_gcs_rpc_server_reconnect_timeout_s", "600")
 
 
 def gcs_fault_tolerance(
@@ -126,7 +128,7 @@ def gcs_fault_tolerance(
         head_env["REDIS_PASSWORD"] = value
         # KubeRay writes "$REDIS_PASSWORD", which the pod's shell expands; no shell here.
         head_params["redis-password"] = value
-    return head_env, head_params, {"RAY_GCS_RPC_SERVER_RECONNECT_TIMEOUT_S": WORKER_GCS_RECONNECT_TIMEOUT_S}
+    return head_env, head_params, dict([WORKER_GCS_RECONNECT_TIMEOUT])
 
 
 def nodes(

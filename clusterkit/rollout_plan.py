@@ -16,7 +16,18 @@ VALUES as they are at that ref). The rules are KubeRay's (1.5 and 1.7):
 - Worker groups appended at the end, the rest unchanged by the hash, are added to the running
   cluster in place (shouldUpdateCluster / isClusterSpecHashEqual, rayservice_controller.go).
 - Any other change starts a new cluster and moves traffic to it once all its applications are
-  RUNNING (upgradeStrategy NewCluster), which needs room for both clusters; None skips it.
+  RUNNING (upgradeStrategy NewCluster), which needs room for both clusters. Under None the operator
+  neither starts one nor updates the running cluster, and still applies serveConfigV2 to it
+  (shouldPrepareNewCluster returns isZeroDowntimeUpgradeEnabled, false for None; Reconcile then
+  reconciles the active cluster's serve applications: rayservice_controller.go at v1.5.0).
+- upgradeStrategy and rayClusterDeletionDelaySeconds are read only when the operator next acts: the
+  strategy when the cluster hash next differs, the delay when an old cluster is first scheduled for
+  deletion (cleanUpRayClusterInstance). Changing only them has no effect on the running cluster.
+  excludeHeadPodFromServeSvc is applied at every reconcile (updateHeadPodServeLabel).
+
+Outcomes: new-cluster, groups-added, in-place (serve config or the head's serve label), no-effect
+(the RayService changed, the operator accepts it and the running cluster stays as it is) and
+nothing (the RayService is unchanged; Helm may still change other objects).
 """
 
 from __future__ import annotations
@@ -43,6 +54,8 @@ NOTHING = "nothing"
 
 # The operator version the chart targets by default (values.yaml kuberay.operatorVersion).
 DEFAULT_OPERATOR = "1.7.0"
+# RayService fields the operator reads only when it next acts (see above).
+DEFERRED = ("upgradeStrategy", "rayClusterDeletionDelaySeconds")
 
 
 @dataclass(frozen=True)
@@ -51,27 +64,40 @@ class Plan:
     serve_changes: list[str]
     cluster_changes: list[str]
     ignored_changes: list[str]  # left out of KubeRay's hash: no effect until the next new cluster
-    spec_changes: list[str]  # upgrade strategy, deletion delay: applied without a rollout
+    deferred_changes: list[str]  # upgradeStrategy, deletion delay: read when the operator next acts
+    spec_changes: list[str]  # other RayService fields: applied to the running cluster at once
     other_changes: list[str]
-    strategy: str
+    old_strategy: str  # FROM's upgradeStrategy: under None the running cluster may predate FROM
     both_clusters: dict[str, float]  # resources requested while old and new clusters both run
+
+    @property
+    def held(self) -> bool:
+        """A cluster change that upgradeStrategy None keeps from rolling out."""
+        return bool(self.cluster_changes) and self.action not in (NEW_CLUSTER, GROUPS_ADDED)
 
     def describe(self) -> str:
         lines = {
             NOTHING: ["KubeRay will do nothing: the RayService is unchanged."],
             NO_EFFECT: [
-                "KubeRay will do nothing to the running cluster: every change below is left out of "
-                "its cluster hash, so it has no effect until the next new cluster."
+                "KubeRay will accept the change and do nothing to the running cluster: no effect now "
+                "(see below for when it applies)."
             ],
-            IN_PLACE: [
-                "KubeRay will update the serve config in place: one PUT to the running cluster, no new pods."
-            ],
+            IN_PLACE: [self._in_place()],
             GROUPS_ADDED: [
                 "KubeRay will add the new worker groups to the running cluster in place (appended at "
                 "the end, the other groups unchanged): no new cluster."
             ],
-            NEW_CLUSTER: [self._new_cluster()],
+            NEW_CLUSTER: [
+                "KubeRay will start a new Ray cluster and switch traffic to it once all its applications "
+                "are RUNNING, then delete the old one."
+            ],
         }[self.action]
+        cluster_title = (
+            "Changed in rayClusterConfig, NOT rolled out: upgradeStrategy is None, so no new cluster "
+            "and the running one keeps its spec"
+            if self.held
+            else "Changed in rayClusterConfig"
+        )
         ignored_title = (
             "Applied with the new cluster (left out of KubeRay's hash)"
             if self.action == NEW_CLUSTER
@@ -79,30 +105,38 @@ class Plan:
         )
         for title, changes in (
             ("Changed in serveConfigV2", self.serve_changes),
-            ("Changed in rayClusterConfig", self.cluster_changes),
+            (cluster_title, self.cluster_changes),
             (ignored_title, self.ignored_changes),
-            ("Changed elsewhere in the RayService", self.spec_changes),
+            (
+                "Read when KubeRay next acts (upgradeStrategy at the next cluster change, "
+                "rayClusterDeletionDelaySeconds for the next old cluster it deletes)",
+                self.deferred_changes,
+            ),
+            ("Changed elsewhere in the RayService, applied to the running cluster", self.spec_changes),
             ("Other objects Helm will change", self.other_changes),
         ):
             if changes:
                 lines += [f"{title}:", *(f"  {change}" for change in changes)]
-        if self.action == NEW_CLUSTER and self.strategy != "None":
+        if self.action == NEW_CLUSTER:
             need = ", ".join(f"{value:g} {name}" for name, value in self.both_clusters.items() if value)
             lines.append(
                 f"WARNING: old and new clusters run side by side until traffic moves: {need} requested."
             )
+        if self.old_strategy == "None":
+            lines.append(
+                "NOTE: FROM has upgradeStrategy None, under which cluster changes do not roll out, so the "
+                "running cluster may predate FROM's rayClusterConfig. KubeRay compares TO with the running "
+                "cluster, not with FROM: under NewCluster any difference starts a new cluster."
+            )
         return "\n".join(lines)
 
-    def _new_cluster(self) -> str:
-        if self.strategy == "None":
-            return (
-                "KubeRay will NOT roll out the cluster change: upgradeStrategy is None "
-                "(only the serve config applies)."
-            )
-        return (
-            "KubeRay will start a new Ray cluster and switch traffic to it once all its applications "
-            "are RUNNING, then delete the old one."
-        )
+    def _in_place(self) -> str:
+        what = []
+        if self.serve_changes:
+            what.append("the serve config with one PUT")
+        if self.spec_changes:
+            what.append("the RayService fields below at its next reconcile")
+        return f"KubeRay will update the running cluster in place, no new pods: {' and '.join(what)}."
 
 
 def diff(old, new, path: str = "") -> list[str]:
@@ -186,22 +220,30 @@ def plan(old: list[dict], new: list[dict], operator: str = DEFAULT_OPERATOR) -> 
         for kind, name in sorted(set(others) | set(others_new))
         if others.get((kind, name)) != others_new.get((kind, name))
     ]
-    spec = diff(
-        *(
-            {k: v for k, v in svc["spec"].items() if k not in ("serveConfigV2", "rayClusterConfig")}
-            for svc in (before, after)
-        )
-    )
-    if not cluster:
-        action = IN_PLACE if serve else NO_EFFECT if ignored else NOTHING
-    elif _groups_appended(old_hashed, new_hashed):
-        action = GROUPS_ADDED
-    else:
+    settings = [
+        {k: v for k, v in svc["spec"].items() if k not in ("serveConfigV2", "rayClusterConfig")}
+        for svc in (before, after)
+    ]
+    deferred = diff(*({k: v for k, v in f.items() if k in DEFERRED} for f in settings))
+    spec = diff(*({k: v for k, v in f.items() if k not in DEFERRED} for f in settings))
+    if cluster and _groups_appended(old_hashed, new_hashed):
+        action = GROUPS_ADDED  # whatever the strategy: shouldUpdateCluster does not read it
+    elif cluster and _strategy(after) != "None":
         action = NEW_CLUSTER
-    strategy = after["spec"].get("upgradeStrategy", {}).get("type", "NewCluster")
+    elif serve or spec:
+        action = IN_PLACE
+    elif cluster or ignored or deferred:
+        action = NO_EFFECT
+    else:
+        action = NOTHING
     old_pods, new_pods = requested(before), requested(after)
     both = {k: old_pods[k] + new_pods[k] for k in old_pods}
-    return Plan(action, serve, cluster, ignored, spec, other, strategy, both)
+    return Plan(action, serve, cluster, ignored, deferred, spec, other, _strategy(before), both)
+
+
+def _strategy(service: dict) -> str:
+    """upgradeStrategy.type; unset means NewCluster (isZeroDowntimeUpgradeEnabled)."""
+    return service["spec"].get("upgradeStrategy", {}).get("type", "NewCluster")
 
 
 def _groups_appended(old: dict, new: dict) -> bool:

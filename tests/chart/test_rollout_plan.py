@@ -62,11 +62,26 @@ CHANGES = [
         NOTHING,
         "NetworkPolicy/mnist-serve",
     ),
+    # Read only when the operator next acts (cleanUpRayClusterInstance, shouldPrepareNewCluster): the
+    # RayService changes, the running cluster does not.
     (
         "deletion delay only",
         {"upgrade.clusterDeletionDelaySeconds": "120"},
-        NOTHING,
+        NO_EFFECT,
         "rayClusterDeletionDelaySeconds: 60 -> 120",
+    ),
+    (
+        "upgrade strategy only",
+        {"upgrade.strategy": '"None"'},
+        NO_EFFECT,
+        'upgradeStrategy.type: "NewCluster" -> "None"',
+    ),
+    # updateHeadPodServeLabel relabels the running head at every reconcile.
+    (
+        "head out of the serve Service",
+        {"ha.excludeHeadFromServeService": "true"},
+        IN_PLACE,
+        "excludeHeadPodFromServeSvc: (none) -> true",
     ),
 ]
 
@@ -109,7 +124,7 @@ def test_edits_outside_the_hash_do_nothing_until_the_next_new_cluster(group, nam
     result = plan(render(KIND, sets=with_groups(workers())), render(KIND, sets=with_groups(group)))
     assert result.action == NO_EFFECT
     text = result.describe()
-    assert "no effect until the next new cluster" in text and named in text
+    assert "No effect on the running cluster until the next new cluster" in text and named in text
 
 
 def test_kuberay_1_5_hashes_tolerations():
@@ -135,11 +150,33 @@ def test_a_new_cluster_warns_about_the_doubled_resources():
     assert "WARNING: old and new clusters run side by side until traffic moves: 0.7 CPU, 6 GiB memory" in text
 
 
-def test_upgrade_strategy_none_says_the_cluster_change_will_not_roll_out():
-    before = render(KIND, sets={"upgrade.strategy": '"None"'})
-    after = render(KIND, sets={"upgrade.strategy": '"None"', "image.tag": '"0.2.0-ray2.60.0-cpu"'})
-    text = plan(before, after).describe()
-    assert "will NOT roll out the cluster change" in text and "WARNING" not in text
+NONE = {"upgrade.strategy": '"None"'}
+IMAGE = {"image.tag": '"0.2.0-ray2.60.0-cpu"'}
+
+
+def test_upgrade_strategy_none_holds_a_cluster_change_back():
+    """Under None the operator starts no cluster and leaves the running one as it is
+    (shouldPrepareNewCluster), yet still PUTs a changed serve config to it."""
+    held = plan(render(KIND, sets=NONE), render(KIND, sets=NONE | IMAGE))
+    assert held.action == NO_EFFECT
+    text = held.describe()
+    assert "Changed in rayClusterConfig, NOT rolled out: upgradeStrategy is None" in text
+    assert "WARNING" not in text
+    with_serve = plan(render(KIND, sets=NONE), render(KIND, sets=NONE | IMAGE | {"model.version": '"2"'}))
+    assert with_serve.action == IN_PLACE and "NOT rolled out" in with_serve.describe()
+
+
+def test_upgrade_strategy_none_still_adds_appended_groups():
+    """shouldUpdateCluster does not read the strategy: groups appended at the end are added."""
+    before = render(KIND, sets=NONE | with_groups(workers()))
+    after = render(KIND, sets=NONE | with_groups(workers(), workers(name="big", maxReplicas=1)))
+    assert plan(before, after).action == GROUPS_ADDED
+
+
+def test_leaving_upgrade_strategy_none_warns_that_a_held_change_may_roll_out():
+    text = plan(render(KIND, sets=NONE | IMAGE), render(KIND, sets=IMAGE)).describe()
+    assert "NOTE: FROM has upgradeStrategy None" in text
+    assert "NOTE" not in plan(render(KIND), render(KIND, sets=NONE)).describe()
 
 
 def test_git_refs_render_the_chart_at_that_ref():

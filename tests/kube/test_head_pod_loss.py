@@ -22,6 +22,8 @@ from clusterkit.poll import wait_for
 
 HA = yaml.safe_load((CI_VALUES / "ha-values.yaml").read_text())
 GROUP = yaml.safe_load(release.VALUES.read_text())["workerGroups"][0]
+# The Secret (name, key) that holds the Redis password: created beside the release, as the values say.
+PASSWORD_SECRET = tuple(HA["ha"]["redis"]["passwordSecret"][field] for field in ("name", "key"))
 
 
 def ha_values(redis_address: str) -> dict[str, str]:
@@ -53,7 +55,7 @@ def ha(core, redis_at):
     """The release switched to head HA (a new cluster: GCS FT is in KubeRay's cluster hash),
     and back to the CI values after."""
     with redis_at(target.current().host_ip()) as redis:
-        name, key = (HA["ha"]["redis"]["passwordSecret"][field] for field in ("name", "key"))
+        name, key = PASSWORD_SECRET
         secret = client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data={key: redis.password})
         core.create_namespaced_secret(release.NAMESPACE, secret)
         try:
@@ -69,6 +71,17 @@ def ha(core, redis_at):
             # Redis stays up until the operator has deleted the HA cluster and cleaned its keys.
             wait_for("the HA cluster deleted", lambda: ha_cluster not in release.ray_clusters(), 600)
             core.delete_namespaced_secret(name, release.NAMESPACE)
+
+
+def test_the_ha_pods_match_the_imitation(ha, pods_against_imitation, report):
+    """What the operator adds for GCS fault tolerance (RAY_REDIS_ADDRESS, the password from the
+    Secret, the storage namespace, the workers' reconnect timeout, the head's annotations) against
+    clusterkit.kuberay.gcs_fault_tolerance, which the local layer runs."""
+    lines = pods_against_imitation({PASSWORD_SECRET: ha.password})
+    report(
+        "kube: the operator's HA pods (ci/ha-values.yaml) against clusterkit.kuberay:\n  "
+        + "\n  ".join(lines)
+    )
 
 
 def test_the_head_keeps_gcs_state_in_redis(ha, core):

@@ -106,7 +106,7 @@ def test_gcs_fault_tolerance_environment_as_kuberay_sets_it(options, namespace, 
     assert head.env["RAY_external_storage_namespace"] == namespace
     assert head.env.get("REDIS_PASSWORD") == password
     assert head.params.get("redis-password") == password
-    assert worker.env["RAY_GCS_RPC_SERVER_RECONNECT_TIMEOUT_S"] == "600"
+    assert worker.env["RAY_gcs_rpc_server_reconnect_timeout_s"] == "600"
     assert "RAY_REDIS_ADDRESS" not in worker.env
 
 
