@@ -97,6 +97,14 @@ CLIENTS ?= 128
 profile: model wrk ## py-spy on every replica under wrk (TOPOLOGY fused|composed, FORMAT json|raw, CLIENTS).
 	$(BIN)/python bench/profile_replicas.py --topology $(TOPOLOGY) --format $(FORMAT) --clients $(CLIENTS)
 
+.PHONY: perf-analyzer
+# Run it with `.venv/bin/python -m bench.perf_analyzer <perf_analyzer's arguments>` (bench/perf_analyzer.py).
+perf-analyzer: $(STAMP) ## Build NVIDIA's perf_analyzer (Triton's OIP load client) in a Debian 13 root for podman, once per pin.
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || { \
+		echo "installing podman, runc and debootstrap with apt"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap; }
+	$(BIN)/python -m bench.perf_analyzer --version
+
 ##@ Chart
 
 .PHONY: prometheus
