@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 from clusterkit.kube.builds import CACHE
+from clusterkit.podman import use_containers_conf
 
 VERSION = "2.60.0"
 # The wheels' sha256 as PyPI publishes them (https://pypi.org/pypi/perf-analyzer/json), per machine.
@@ -42,20 +43,16 @@ MARKER = HOME / "complete"
 
 
 def command(*args: str) -> list[str]:
-    """The argv that runs perf_analyzer with `args` (build() must have run)."""
+    """The argv that runs perf_analyzer with `args` (build() must have run: it also points podman
+    at this VM's runtime and ulimits, clusterkit/podman.py's containers.conf)."""
     cwd = Path.cwd()
     return [
-        # runc and these limits, as clusterkit/podman.py's containers.conf: crun fails on this
-        # VM's hybrid cgroups, and runc cannot set podman's default (higher) ulimits here.
         "podman",
-        "--runtime=runc",
         "run",
         "--rm",
         "--network=host",
         # The cached root stays as built: podman writes nothing into it.
         "--read-only",
-        "--ulimit=nofile=20000:20000",
-        "--ulimit=nproc=32768:32768",
         f"--volume={cwd}:{cwd}",
         f"--workdir={cwd}",
         # A flag: the root is the first argument, where an image would be.
@@ -68,6 +65,7 @@ def command(*args: str) -> list[str]:
 
 def build() -> None:
     """The Debian 13 root with the pinned perf_analyzer, unless it is already complete."""
+    use_containers_conf()
     if MARKER.exists():
         return
     if HOME.exists():
