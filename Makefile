@@ -98,12 +98,12 @@ profile: model wrk ## py-spy on every replica under wrk (TOPOLOGY fused|composed
 	$(BIN)/python bench/profile_replicas.py --topology $(TOPOLOGY) --format $(FORMAT) --clients $(CLIENTS)
 
 .PHONY: perf-analyzer
-# Run it with `.venv/bin/python -m bench.perf_analyzer <perf_analyzer's arguments>` (bench/perf_analyzer.py).
+# Run it with `.venv/bin/python -m clusterkit.perf_analyzer <perf_analyzer's arguments>` (clusterkit/perf_analyzer.py).
 perf-analyzer: $(STAMP) ## Build NVIDIA's perf_analyzer (Triton's OIP load client) in a Debian 13 root for podman, once per pin.
 	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || { \
 		echo "installing podman, runc and debootstrap with apt"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap; }
-	$(BIN)/python -m bench.perf_analyzer --version
+	$(BIN)/python -m clusterkit.perf_analyzer --version
 
 ##@ Chart
 
@@ -405,7 +405,7 @@ kind-down: $(KIND) $(STAMP) ## Delete the kind cluster, then the routes kind-sui
 ##@ Tests
 
 .PHONY: test
-test: lint tools model prometheus redis ## Run the whole test suite but the podman image build (lint first: it fails fastest).
+test: lint tools model prometheus redis perf-analyzer ## Run the whole test suite but the podman image build (lint first: it fails fastest).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -421,7 +421,7 @@ test-contract: tools model redis ## The rendered RayService on a local multi-nod
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
 
 .PHONY: test-fused
-test-fused: tools model prometheus redis ## The serve and contract suites on the fused topology (make test runs composed, the chart's default).
+test-fused: tools model prometheus redis perf-analyzer ## The serve and contract suites on the fused topology (make test runs composed, the chart's default).
 	$(BIN)/pytest -m "serve or contract" --topology fused $(PYTEST_ARGS)
 
 .PHONY: redis
@@ -436,7 +436,7 @@ test-image: model ## The image built and run with podman on a stand-in Ray base 
 	$(BIN)/pytest -m image $(PYTEST_ARGS)
 
 .PHONY: test-serve
-test-serve: tools model prometheus ## The application on a real local Ray, over HTTP (and scraped by a real Prometheus).
+test-serve: tools model prometheus perf-analyzer ## The application on a real local Ray, over HTTP (and scraped by a real Prometheus).
 	$(BIN)/pytest -m serve $(PYTEST_ARGS)
 
 ##@ Cleanup

@@ -198,6 +198,6 @@ def oip_tensor(
                 f"input data holds {array.size} values but shape {list(shape)} needs {n * PIXELS}", 400
             )
     try:
-        return from_array(array.reshape(n, SIDE, SIDE), limits, name="data", datatype=datatype)
+        return from_array(array.reshape(n, SIDE, SIDE), limits, name=name, datatype=datatype)
     except InputError as exc:
         raise InputError(str(exc), 400) from None

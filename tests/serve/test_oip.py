@@ -63,7 +63,10 @@ def test_requested_outputs_and_request_id(base_url, mnist_test):
 def test_server_metadata(base_url):
     reply = requests.get(f"{base_url}/v2")
     assert reply.status_code == 200
-    assert reply.json()["name"] == "mnist-serve" and reply.json()["extensions"] == ["binary_tensor_data"]
+    assert reply.json()["name"] == "mnist-serve" and reply.json()["extensions"] == [
+        "binary_tensor_data",
+        "model_configuration",
+    ]
 
 
 def test_versioned_routes_serve_the_served_version_only(base_url, mnist_test):

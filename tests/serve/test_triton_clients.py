@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
 from mnist_serve.signature import CLASSES, INPUT, MODEL_NAME, OUTPUT_NAMES, PIXELS, SIDE
@@ -115,6 +117,40 @@ def test_health_and_metadata(clients, protocol):
     assert tuple(o["name"] for o in metadata["outputs"]) == OUTPUT_NAMES
     server = client.get_server_metadata(as_json=True) if protocol == "grpc" else client.get_server_metadata()
     assert server["name"] == "mnist-serve" and "binary_tensor_data" in server["extensions"]
+    assert "model_configuration" in server["extensions"]
+
+
+def test_model_configuration(clients, cluster, app_config):
+    """Triton's model configuration extension, which perf_analyzer reads before it sends anything:
+    the limits and the ingress's batching as the serve config sets them, dims without the batch.
+    Over gRPC, the same configuration as Triton's own message (tritonclient's model_config.proto)."""
+    (app,) = app_config(cluster.ports)["applications"]
+    batching = next(d for d in app["deployments"] if d["name"] == "Ingress")["user_config"]
+    expected = {
+        "name": MODEL_NAME,
+        "platform": "pytorch",
+        # Images per request (the serve config's limit: 256).
+        "max_batch_size": app["args"]["limits"]["max_images"],
+        "input": [{"name": "image", "data_type": "TYPE_FP32", "dims": [1, SIDE, SIDE]}],
+        "output": [
+            {"name": "label", "data_type": "TYPE_INT64", "dims": [1], "reshape": {"shape": []}},
+            {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [CLASSES]},
+            {"name": "logits", "data_type": "TYPE_FP32", "dims": [CLASSES]},
+        ],
+        "dynamic_batching": {
+            "preferred_batch_size": [batching["max_batch_size"]],
+            "max_queue_delay_microseconds": round(batching["batch_wait_timeout_s"] * 1_000_000),
+        },
+    }
+    assert expected["max_batch_size"] == 256
+    as_triton = json_format.ParseDict(expected, model_config_pb2.ModelConfig())
+    for version in ("", "1"):
+        assert clients["http"].get_model_config(MODEL_NAME, version) == expected
+        assert clients["grpc"].get_model_config(MODEL_NAME, version).config == as_triton
+    for protocol in ("http", "grpc"):
+        with pytest.raises(InferenceServerException) as unknown:
+            clients[protocol].get_model_config(MODEL_NAME, "7")
+        assert "has no version '7'" in str(unknown.value)
 
 
 def bad_input(module, name=INPUT.name, shape=(1, PIXELS), datatype="UINT8"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from mnist_serve import decoding, metrics
@@ -73,6 +74,15 @@ class GRPCInferenceService:
             return pb.ModelMetadataResponse(**oip.model_metadata(served))
 
         return await _answer(grpc_context, "ModelMetadata", reply(), pb.ModelMetadataResponse())
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, grpc_context) -> pb.ModelConfigResponse:  # noqa: N802
+        async def reply() -> pb.ModelConfigResponse:
+            oip.check_model(request.name)
+            oip.check_version(request.version, await self.dataplane.model_version())
+            config = oip.model_config(self.dataplane.limits, self.dataplane.batching)
+            return pb.ModelConfigResponse(config=json_format.ParseDict(config, pb.ModelConfig()))
+
+        return await _answer(grpc_context, "ModelConfig", reply(), pb.ModelConfigResponse())
 
     async def ModelInfer(self, request: pb.ModelInferRequest, grpc_context) -> pb.ModelInferResponse:  # noqa: N802
         return await _answer(grpc_context, "ModelInfer", self._infer(request), pb.ModelInferResponse())

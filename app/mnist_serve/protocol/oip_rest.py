@@ -53,6 +53,33 @@ class ModelMetadata(BaseModel):
     outputs: list[TensorMetadata]
 
 
+class Reshape(BaseModel):
+    shape: list[int]
+
+
+class TensorConfig(BaseModel):
+    name: str
+    data_type: str
+    dims: list[int]
+    reshape: Reshape | None = None
+
+
+class DynamicBatching(BaseModel):
+    preferred_batch_size: list[int]
+    max_queue_delay_microseconds: int
+
+
+class ModelConfig(BaseModel):
+    """Triton's model configuration extension (its model_config.proto as JSON)."""
+
+    name: str
+    platform: str
+    max_batch_size: int
+    input: list[TensorConfig]
+    output: list[TensorConfig]
+    dynamic_batching: DynamicBatching
+
+
 class Live(BaseModel):
     live: bool
 
@@ -142,6 +169,21 @@ async def model_metadata(request: Request, model_name: str) -> dict:
 @router.get("/models/{model_name}/versions/{model_version}", response_model=ModelMetadata)
 async def version_metadata(request: Request, model_name: str, model_version: str) -> dict:
     return oip.model_metadata(await _served(dataplane(request), model_name, model_version))
+
+
+_CONFIG = {"response_model": ModelConfig, "response_model_exclude_none": True}
+
+
+@router.get("/models/{model_name}/config", **_CONFIG)
+async def model_config(request: Request, model_name: str) -> dict:
+    return await version_config(request, model_name, "")
+
+
+@router.get("/models/{model_name}/versions/{model_version}/config", **_CONFIG)
+async def version_config(request: Request, model_name: str, model_version: str) -> dict:
+    plane = dataplane(request)
+    await _served(plane, model_name, model_version)
+    return oip.model_config(plane.limits, plane.batching)
 
 
 @router.get("/models/{model_name}/ready", response_model=Ready, responses=_NOT_READY)

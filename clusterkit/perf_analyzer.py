@@ -6,7 +6,7 @@ in a Debian 13 root made by debootstrap, once per pinned version, with `podman r
 image, nothing left mounted, the host's network (so -u 127.0.0.1:8000 reaches a server running
 here) and the working directory shared at the same path (for --input-data, -f and other files).
 
-    python -m bench.perf_analyzer -m mnist -u 127.0.0.1:8000 --concurrency-range 1:8
+    python -m clusterkit.perf_analyzer -m mnist -u 127.0.0.1:8000 --concurrency-range 1:8
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ ROOTFS = HOME / "rootfs"
 MARKER = HOME / "complete"
 
 
-def command(*args: str) -> list[str]:
-    """The argv that runs perf_analyzer with `args` (build() must have run: it also points podman
-    at this VM's runtime and ulimits, clusterkit/podman.py's containers.conf)."""
-    cwd = Path.cwd()
+def command(*args: str, workdir: Path | None = None) -> list[str]:
+    """The argv that runs perf_analyzer with `args` in `workdir` (default: the current directory),
+    which it shares with the host. build() must have run: it also points podman at this VM's
+    runtime and ulimits (clusterkit/podman.py's containers.conf)."""
+    cwd = workdir or Path.cwd()
     return [
         "podman",
         "run",
