@@ -51,17 +51,19 @@ $(STAMP): pyproject.toml
 model: $(STAMP) ## Train the CNN on MNIST (skipped when valid weights exist).
 	$(BIN)/python -m mnist_serve.train --out $(MODEL_DIR)
 
+TOPOLOGY ?= fused
 .PHONY: run
 # Through clusterkit.serverun: it ends what a hard-killed earlier run left holding the ports. exec:
 # make's SIGTERM (`kill <make's PID>`) reaches the runner, not only the shell.
-# MODEL_URI (path, file://, s3://, gs://, https://) and MODEL_VERSION serve another model; the
-# object store's credentials come from the environment (AWS_*, AWS_ENDPOINT_URL, ADC for gs://).
-run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (MODEL_URI, MODEL_VERSION, MODEL_SHA256 override the model).
-	config=$(SERVE_CONFIG) && \
-	if [ -n "$(MODEL_URI)" ]; then config=artifacts/serve_config.run.yaml && \
-		$(BIN)/python -m clusterkit.serveconfig $(SERVE_CONFIG) -o $$config --model-uri '$(MODEL_URI)' \
-			--model-version '$(MODEL_VERSION)' --model-sha256 '$(MODEL_SHA256)'; fi && \
-	exec $(BIN)/python -m clusterkit.serverun $$config
+# TOPOLOGY: fused by default, the faster on CPU in every cell of `make bench` (README); composed is
+# the chart's default, for a model on a GPU pool. MODEL_URI (path, file://, s3://, gs://, https://)
+# and MODEL_VERSION serve another model; the object store's credentials come from the environment
+# (AWS_*, AWS_ENDPOINT_URL, ADC for gs://).
+RUN_CONFIG := artifacts/serve_config.run.yaml
+run: model ## Serve locally on http://127.0.0.1:8000 with a local Ray (TOPOLOGY fused|composed; MODEL_URI, MODEL_VERSION, MODEL_SHA256 override the model).
+	$(BIN)/python -m clusterkit.serveconfig $(SERVE_CONFIG) -o $(RUN_CONFIG) --topology $(TOPOLOGY) \
+		$(if $(MODEL_URI),--model-uri '$(MODEL_URI)' --model-version '$(MODEL_VERSION)' --model-sha256 '$(MODEL_SHA256)') && \
+	exec $(BIN)/python -m clusterkit.serverun $(RUN_CONFIG)
 
 .PHONY: samples
 samples: $(STAMP) ## Write a real test digit as a request body in every format (for curl).
@@ -89,7 +91,6 @@ wrk: ## Install wrk (the load generator) with apt when missing.
 bench: model wrk ## Benchmark: raw model vs both topologies vs plain FastAPI (1 and 2 workers), one table.
 	$(BIN)/python bench/bench.py
 
-TOPOLOGY ?= fused
 FORMAT ?= json
 CLIENTS ?= 128
 

@@ -1,5 +1,5 @@
-"""What makes a serve config deployable, checked before any cluster sees it; and a config
-pointed at another model (`make run MODEL_URI=... MODEL_VERSION=...`)."""
+"""What makes a serve config deployable, checked before any cluster sees it; and the config
+`make run` serves: in a topology (TOPOLOGY), pointed at another model (MODEL_URI, MODEL_VERSION)."""
 
 from __future__ import annotations
 
@@ -62,18 +62,29 @@ def with_model(config: dict, model: ModelSource) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Write a serve config that serves another model.")
+    parser = argparse.ArgumentParser(description="Write a serve config in a topology, serving another model.")
     parser.add_argument("config", type=Path)
-    parser.add_argument("--model-uri", required=True, help="path, file://, s3://, gs:// or https:// URI")
-    parser.add_argument("--model-version", required=True)
+    parser.add_argument("--topology", choices=sorted(DEPLOYMENTS), help="every application's topology")
+    parser.add_argument("--model-uri", help="path, file://, s3://, gs:// or https:// URI")
+    parser.add_argument("--model-version", help="required with --model-uri")
     parser.add_argument("--model-sha256", default=None, help="pin (recommended for remote URIs)")
     parser.add_argument("--out", "-o", type=Path, required=True)
     args = parser.parse_args()
-    model = ModelSource(uri=args.model_uri, version=args.model_version, sha256=args.model_sha256 or None)
-    config = with_model(yaml.safe_load(args.config.read_text()), model)
+    if args.model_uri and not args.model_version:
+        parser.error("--model-version is required with --model-uri")
+    config = yaml.safe_load(args.config.read_text())
+    if args.topology:
+        config = with_topology(config, args.topology)
+    if args.model_uri:
+        model = ModelSource(uri=args.model_uri, version=args.model_version, sha256=args.model_sha256 or None)
+        config = with_model(config, model)
+    check(config)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(yaml.safe_dump(config, sort_keys=False))
-    print(f"{args.out}: model {model.uri} version {model.version}")
+    for app in config["applications"]:
+        served = AppArgs.model_validate(app["args"])
+        model = served.model
+        print(f"{args.out}: {app['name']} {served.topology}, model {model.uri} version {model.version}")
 
 
 if __name__ == "__main__":

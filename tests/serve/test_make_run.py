@@ -28,6 +28,7 @@ from clusterkit.localray import REPO, WEIGHTS
 from clusterkit.poll import wait_for
 from clusterkit.processes import describe, tagged
 from clusterkit.serverun import STATE
+from mnist_serve.config import DEPLOYMENTS
 from mnist_serve.signature import INPUT
 
 URL = "http://127.0.0.1:8000"
@@ -108,6 +109,14 @@ def wait_answering(run: Run, images, timeout_s: float = 180) -> requests.Respons
     return replies[-1]
 
 
+def replicas_running() -> set[str]:
+    """The deployments of app mnist with a replica among this run's processes (Ray titles each
+    replica's process `ray::ServeReplica:<app>:<deployment>`)."""
+    prefix = "ray::ServeReplica:mnist:"
+    titles = [" ".join(proc.cmdline()) for proc in tagged(run_tag())]
+    return {title.removeprefix(prefix).split()[0] for title in titles if title.startswith(prefix)}
+
+
 def listeners(all_pids: bool = False):
     """{port: pid} of what listens on PORTS; every (port, pid) pair when `all_pids` (a reloading
     HAProxy has two processes on one port)."""
@@ -153,12 +162,14 @@ def test_run_starts_again_after_its_process_group_is_killed(tmp_path, mnist_test
 
 def test_triton_clients_classify_with_their_defaults(tmp_path, mnist_test, report):
     """The README's promise: tritonclient.http (binary tensors) on :8000 and tritonclient.grpc on
-    :9000, as a user points them at `make run`, on the model's declared input."""
+    :9000, as a user points them at `make run`, on the model's declared input; and the topology it
+    serves by default, fused (one deployment: the model in the Ingress)."""
     assert not listeners(), f"ports {PORTS} must be free for this test: {listeners()}"
     with (tmp_path / "run.log").open("w") as log:
         run = Run(log)
     try:
         wait_answering(run, mnist_test.images[:10])
+        assert replicas_running() == set(DEPLOYMENTS["fused"]) == {"Ingress"}
         with httpclient.InferenceServerClient("127.0.0.1:8000") as http:
             report("make run, " + accuracy("http", http, mnist_test, INPUT.datatype, "image"))
         with grpcclient.InferenceServerClient("127.0.0.1:9000") as grpc:
