@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -111,10 +112,9 @@ def wait_answering(run: Run, images, timeout_s: float = 180) -> requests.Respons
 
 def replicas_running() -> set[str]:
     """The deployments of app mnist with a replica among this run's processes (Ray titles each
-    replica's process `ray::ServeReplica:<app>:<deployment>`)."""
-    prefix = "ray::ServeReplica:mnist:"
+    replica's process `ray::ServeReplica:<app>:<deployment>`, with `.<method>` while it runs one)."""
     titles = [" ".join(proc.cmdline()) for proc in tagged(run_tag())]
-    return {title.removeprefix(prefix).split()[0] for title in titles if title.startswith(prefix)}
+    return {m[1] for title in titles if (m := re.match(r"ray::ServeReplica:mnist:(\w+)", title))}
 
 
 def listeners(all_pids: bool = False):
