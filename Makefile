@@ -88,8 +88,15 @@ wrk: ## Install wrk (the load generator) with apt when missing.
 		apt-get update -qq && apt-get install -y -qq wrk; }
 
 .PHONY: bench
-bench: model wrk ## Benchmark: raw model vs both topologies vs plain FastAPI (1 and 2 workers), one table.
+bench: model wrk perf-analyzer kserve-peer ## Benchmark: raw model vs both topologies vs plain FastAPI (1 and 2 workers), one table; then bench-oip's.
 	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/oip_bench.py $(OIP_BENCH_ARGS)
+
+OIP_BENCH_ARGS ?=
+
+.PHONY: bench-oip
+bench-oip: model perf-analyzer kserve-peer ## perf_analyzer over OIP HTTP and gRPC: both topologies vs a KServe ModelServer, one table (OIP_BENCH_ARGS=--quick: a check).
+	$(BIN)/python bench/oip_bench.py $(OIP_BENCH_ARGS)
 
 FORMAT ?= json
 CLIENTS ?= 128
@@ -105,6 +112,20 @@ perf-analyzer: $(STAMP) ## Build NVIDIA's perf_analyzer (Triton's OIP load clien
 		echo "installing podman, runc and debootstrap with apt"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap; }
 	$(BIN)/python -m clusterkit.perf_analyzer --version
+
+KSERVE_VENV := .venv-kserve
+KSERVE_STAMP := $(KSERVE_VENV)/.installed
+
+.PHONY: kserve-peer
+# Its own virtualenv, from the project's Python: kserve's pins conflict with ours. The project goes
+# in without its dependencies, for the Ray-free modules the peer imports (weights, preprocessing).
+kserve-peer: $(KSERVE_STAMP) ## Create .venv-kserve for bench-oip's KServe peer (bench/kserve-requirements.txt), once.
+
+$(KSERVE_STAMP): bench/kserve-requirements.txt | $(STAMP)
+	$(BIN)/python -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install --quiet -r bench/kserve-requirements.txt
+	$(KSERVE_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
 
 ##@ Chart
 
@@ -448,4 +469,4 @@ clean: ## Remove build outputs (weights, caches); keeps the virtualenv.
 
 .PHONY: distclean
 distclean: clean ## Remove everything made here, the virtualenv and ./bin included.
-	rm -rf $(VENV) $(LOCALBIN)
+	rm -rf $(VENV) $(KSERVE_VENV) $(LOCALBIN)

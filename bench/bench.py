@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 import torch
 
-from clusterkit.localray import WEIGHTS, LocalRayCluster, ray_env, serve_config, single_node
+from clusterkit.localray import WEIGHTS, LocalRayCluster, Ports, ray_env, serve_config, single_node
 from clusterkit.serveconfig import with_topology
 from mnist_serve import client, data
 from mnist_serve.preprocessing import to_model_input
@@ -122,9 +122,11 @@ def load_series(name: str, url: str, seconds: int) -> dict:
 
 
 @contextlib.contextmanager
-def serve_cluster(topology: str, env: dict | None = None) -> Iterator[LocalRayCluster]:
+def serve_cluster(
+    topology: str, env: dict | None = None, ports: Ports | None = None
+) -> Iterator[LocalRayCluster]:
     """This service in `topology` on a one-node local Ray (env: app/ray.env unless given)."""
-    cluster = LocalRayCluster(single_node(ray_env() if env is None else env))
+    cluster = LocalRayCluster(single_node(ray_env() if env is None else env), ports)
     cluster.start()
     try:
         cluster.deploy(with_topology(serve_config(cluster.ports), topology))

@@ -12,6 +12,7 @@ here) and the working directory shared at the same path (for --input-data, -f an
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -21,8 +22,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from clusterkit.kube.builds import CACHE
 from clusterkit.podman import use_containers_conf
+from mnist_serve.signature import INPUT
 
 VERSION = "2.60.0"
 # The wheels' sha256 as PyPI publishes them (https://pypi.org/pypi/perf-analyzer/json), per machine.
@@ -62,6 +66,13 @@ def command(*args: str, workdir: Path | None = None) -> list[str]:
         "perf_analyzer",
         *args,
     ]
+
+
+def input_data(images: np.ndarray) -> str:
+    """Images as perf_analyzer's --input-data JSON: one per step, in the model configuration's dims
+    (with `-b N` it sends N consecutive steps as one request)."""
+    steps = [{INPUT.name: {"content": i.ravel().tolist(), "shape": list(INPUT.shape[1:])}} for i in images]
+    return json.dumps({"data": steps})
 
 
 def build() -> None:

@@ -10,24 +10,17 @@ answers (test_triton_clients.py)."""
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 
 import numpy as np
 import pytest
 
 from clusterkit import perf_analyzer
-from mnist_serve.signature import INPUT, MODEL_NAME
+from mnist_serve.signature import MODEL_NAME
 
 DIGITS = 100
 CONCURRENCY = 8
 REQUESTS = 400
-
-
-def input_data(images: np.ndarray) -> str:
-    """perf_analyzer's input data: one image per step, in the model configuration's dims."""
-    steps = [{INPUT.name: {"content": i.ravel().tolist(), "shape": list(i.shape)}} for i in images]
-    return json.dumps({"data": steps})
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +31,9 @@ def workdir(tmp_path_factory, mnist_test):
         pytest.fail(f"perf_analyzer is not built in {perf_analyzer.HOME}: run `make perf-analyzer`")
     perf_analyzer.build()  # points podman at clusterkit/podman.py's runtime and ulimits
     folder = tmp_path_factory.mktemp("perf_analyzer")
-    pixels = mnist_test.images[:DIGITS].reshape(DIGITS, *INPUT.shape[1:]).astype(np.float32)
-    (folder / "digits.json").write_text(input_data(pixels / 255))
-    (folder / "unscaled.json").write_text(input_data(pixels))
+    pixels = mnist_test.images[:DIGITS].astype(np.float32)
+    (folder / "digits.json").write_text(perf_analyzer.input_data(pixels / 255))
+    (folder / "unscaled.json").write_text(perf_analyzer.input_data(pixels))
     return folder
 
 
@@ -64,14 +57,14 @@ def test_perf_analyzer_drives_the_service(cluster, workdir, protocol, batch, rep
     run = perf_analyzer_run(workdir, protocol, url, "digits.json", batch, csv_file.name)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert f"Request count: {REQUESTS}" in run.stdout, run.stdout
+    # Not its Inferences/Second: with --request-count it divides by whole seconds (make bench-oip
+    # measures throughput).
     (row,) = csv.DictReader(csv_file.open())
-    throughput, p50_us = float(row["Inferences/Second"]), int(row["p50 latency"])
+    assert int(row["Concurrency"]) == CONCURRENCY
     report(
         f"perf_analyzer {protocol}, {batch} image(s) per request, {CONCURRENCY} clients: "
-        f"{throughput:.0f} images/s, p50 {p50_us / 1000:.1f} ms, {REQUESTS} requests, none refused"
+        f"{REQUESTS} requests, none refused, p50 {int(row['p50 latency']) / 1000:.1f} ms"
     )
-    assert int(row["Concurrency"]) == CONCURRENCY
-    assert throughput > 0
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
