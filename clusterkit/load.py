@@ -90,11 +90,12 @@ class Load:
         with self._lock:
             return [o for o in self.outcomes if start <= o.start < end]
 
-    def wait_for(self, requests_count: int, timeout_s: float = 60) -> None:
+    def wait_for(self, requests_count: int, timeout_s: float = 60, since: float | None = None) -> None:
         """Block until this many more requests have been served (200): the load is really flowing.
-        A refused connection or an error is not an answer."""
-        served = lambda: sum(o.status == 200 for o in self.between())  # noqa: E731
-        target = served() + requests_count
+        A refused connection or an error is not an answer. With `since` (a time.monotonic()),
+        count only requests sent from then on, which may be in the future."""
+        served = lambda: sum(o.status == 200 for o in self.between(since or 0.0))  # noqa: E731
+        target = requests_count if since is not None else served() + requests_count
         wait_for(
             lambda: f"{target} requests served (now {served()})", lambda: served() >= target, timeout_s, 0.1
         )

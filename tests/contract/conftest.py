@@ -10,9 +10,11 @@ import pytest
 
 from clusterkit import kuberay
 from clusterkit.helmchart import CI_VALUES
-from clusterkit.load import Load
+from clusterkit.load import Load, Outcome
 from clusterkit.localray import Ports, RayServiceRun, start_rayservice
 
+# After RUNNING, requests already routed may still finish on the replicas being replaced.
+SETTLED_S = 1.0
 # Apart from the serve tests' cluster, so both layers can run in one session.
 PORTS = Ports(
     gcs=27379,
@@ -49,16 +51,18 @@ def bring_up(report, topology):
 
 @pytest.fixture
 def rollout_under_load(mnist_test):
-    """`load, started, rolled = rollout_under_load(run, rayservice)`: the in-place update KubeRay
-    makes for a new serveConfigV2 (one PUT, then RUNNING), while 8 clients send real digits."""
+    """`load, started, rolled, late = rollout_under_load(run, rayservice)`: the in-place update
+    KubeRay makes for a new serveConfigV2 (one PUT, then RUNNING), while 8 clients send real digits.
+    `late`: the requests sent SETTLED_S after RUNNING, at least 300 served, by which the tests judge
+    the new config (the load runs until then: fused serves 300 in well under a second)."""
 
-    def rollout(run: RayServiceRun, rayservice: dict) -> tuple[Load, float, float]:
+    def rollout(run: RayServiceRun, rayservice: dict) -> tuple[Load, float, float, list[Outcome]]:
         with Load(run.cluster.serve_url, mnist_test.images, mnist_test.labels, clients=8) as load:
             load.wait_for(100)
             started = time.monotonic()
             run.deploy(kuberay.serve_config(rayservice))
             rolled = time.monotonic()
-            load.wait_for(300)
-        return load, started, rolled
+            load.wait_for(300, since=rolled + SETTLED_S)
+        return load, started, rolled, load.between(rolled + SETTLED_S)
 
     return rollout
