@@ -17,6 +17,9 @@ operator would only log it and leave the RayService without a cluster. */}}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) }}
 {{- fail (printf "the RayService name %q (from the release name, nameOverride or fullnameOverride) is not a DNS-1035 label: KubeRay refuses it; use lower-case letters, digits and '-', starting with a letter" $fullname) }}
 {{- end }}
+{{- if hasKey $v.podDisruptionBudget "maxUnavailable" }}
+{{- fail "podDisruptionBudget.maxUnavailable: Kubernetes reads it against the scale subresource of the pods' owner, and a RayCluster has none: the budget would allow no eviction at all; set podDisruptionBudget.minAvailable (an integer) instead" }}
+{{- end }}
 {{- with $v.upgrade.initializingTimeout }}
 {{- if regexMatch "^([0.]+(ns|us|ms|s|m|h))+$" . }}
 {{- fail (printf "upgrade.initializingTimeout %q: KubeRay requires a positive duration; leave it empty to turn the timeout off" .) }}

@@ -197,6 +197,16 @@ CASES = [
         {"workerGroups": workers(CPU_WORKER | {"readinessProbe": {"tcpSocket": {"port": 8000}}})},
         "workerGroups[cpu].readinessProbe: a custom readiness probe replaces KubeRay's serve-aware one",
     ),
+    (
+        "worker disruption budget by maxUnavailable (RayCluster has no scale subresource)",
+        {"podDisruptionBudget.maxUnavailable": "1"},
+        "podDisruptionBudget.maxUnavailable: Kubernetes reads it against the scale subresource",
+    ),
+    (
+        "worker disruption budget by a percentage",
+        {"podDisruptionBudget.minAvailable": '"50%"'},
+        Schema("podDisruptionBudget.minAvailable", "integer"),
+    ),
 ]
 
 # What the KubeRay operator's validation refuses (ray-operator/controllers/ray/utils/validation.go,

@@ -149,6 +149,21 @@ def test_serve_and_gpu_pool_scale_to_zero(rendered):
     assert (gpu["replicas"], gpu["minReplicas"]) == (0, 0)
 
 
+@pytest.mark.parametrize(
+    ("scenario", "min_available"),
+    # The default is the workers at the floor less one: staging's and the chart's 1, the mixed pools'
+    # 1 + 0, so none must stay; the HA values' 2, so one; prod sets its own (2 of its 2 + 1).
+    [("env-staging", 0), ("default", 0), ("mixed", 0), ("ha", 1), ("env-prod", 2)],
+)
+def test_the_worker_disruption_budget_is_an_integer_min_available(rendered, scenario, min_available):
+    """The one form the disruption controller can evaluate for pods a RayCluster owns: with
+    maxUnavailable it looks for a scale subresource, fails (SyncFailed) and allows no eviction
+    (seen on the real cluster: Argo CD reported the Application Degraded because of it)."""
+    (budget,) = by_kind(rendered[scenario], "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == min_available
+    assert "maxUnavailable" not in budget["spec"]
+
+
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_core_objects_and_pod_templates_validate_strictly(rendered, scenario, kube_version):
