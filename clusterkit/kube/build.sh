@@ -7,6 +7,7 @@
 #                   CoreDNS, the KubeRay operator, pause, kube-network-policies
 #   build.sh kind   and what the kind node image adds: containerd, crictl, the
 #                   CNI plugins, local-path-provisioner
+#   build.sh argocd and Argo CD (what `make gitops-test` adds), with Go 1.27
 #   build.sh --check [kind]
 #                   builds nothing: lists what is not built yet, exits 1 if anything
 set -euo pipefail
@@ -103,6 +104,20 @@ kind() {
 	done
 	build local-path-provisioner "$cache/local-path-provisioner-$lpp" github.com/rancher/local-path-provisioner \
 		local-path-provisioner ""
+}
+
+argocd() {
+	local argocd
+	# argo-cd's go directive asks for Go 1.27: the wrapper's toolchain line names it, and Go fetches
+	# it from the module proxy when GOTOOLCHAIN allows (`local` otherwise refuses).
+	export GOTOOLCHAIN=auto
+	argocd=$(version_of argocd github.com/argoproj/argo-cd/v3)
+	download argocd
+	# One binary for every component: cmd/main.go picks one by the name it is run as
+	# (argocd-application-controller, argocd-repo-server, ...). Upstream's Makefile sets these.
+	build argocd "$cache/argocd-$argocd" github.com/argoproj/argo-cd/v3/cmd argocd \
+		"-X github.com/argoproj/argo-cd/v3/common.version=${argocd#v} -X github.com/argoproj/argo-cd/v3/common.gitTag=$argocd -X github.com/argoproj/argo-cd/v3/common.gitTreeState=clean"
+	unset GOTOOLCHAIN
 }
 
 for s in "${sets[@]}"; do

@@ -15,6 +15,11 @@ GO = Path(__file__).resolve().parent / "go"
 KUBERAY = "github.com/ray-project/kuberay/ray-operator"
 
 
+# A wrapper may name a newer Go than the one installed (its toolchain line): Go fetches that one
+# from the module proxy, which GOTOOLCHAIN=local would refuse.
+GO_ENV = os.environ | {"GOTOOLCHAIN": "auto"}
+
+
 def go_version(wrapper: str, module: str) -> str:
     """The version of `module` that wrapper `wrapper` pins, e.g. v1.34.11 for k8s.io/kubernetes."""
     return subprocess.run(
@@ -23,6 +28,7 @@ def go_version(wrapper: str, module: str) -> str:
         capture_output=True,
         text=True,
         check=True,
+        env=GO_ENV,
     ).stdout.strip()
 
 
@@ -38,7 +44,11 @@ def module_source(wrapper: str, module: str) -> Path:
     """The source tree of `module` at the version wrapper `wrapper` pins, from the Go module cache
     (downloaded from the module proxy, checked against the wrapper's go.sum, if not there yet)."""
     out = subprocess.run(
-        ["go", "mod", "download", "-json", module], cwd=GO / wrapper, capture_output=True, text=True
+        ["go", "mod", "download", "-json", module],
+        cwd=GO / wrapper,
+        capture_output=True,
+        text=True,
+        env=GO_ENV,
     )
     if out.returncode != 0:
         raise RuntimeError(f"go mod download {module} (in {GO / wrapper}) failed: {out.stdout}{out.stderr}")
