@@ -59,6 +59,22 @@ def restricted() -> dict:
     }
 
 
+def deployment(name: str, namespace: str, labels: dict, pod: dict, **spec) -> dict:
+    """A one-replica Deployment running `pod` (a pod spec), its pods labelled and selected by
+    `labels`; `spec` adds fields to the Deployment's spec (a strategy)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            **spec,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+
+
 def coredns() -> None:
     binary = builds.cached("coredns", "coredns")
     tag = f"localhost/mnist-serve-coredns:{binary.parent.name.removeprefix('coredns-')}"
@@ -108,45 +124,38 @@ def coredns() -> None:
                 "metadata": {"name": name, "namespace": ns},
                 "data": {"Corefile": corefile},
             },
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": name, "namespace": ns, "labels": labels},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "serviceAccountName": name,
-                            "dnsPolicy": "Default",
-                            "containers": [
-                                {
-                                    "name": "coredns",
-                                    "image": tag,
-                                    "imagePullPolicy": "IfNotPresent",
-                                    "args": ["-conf", "/etc/coredns/Corefile"],
-                                    "ports": [
-                                        {"containerPort": 1053, "protocol": p, "name": f"dns-{p.lower()}"}
-                                        for p in ("UDP", "TCP")
-                                    ],
-                                    "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}},
-                                    "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
-                                    "resources": {
-                                        "requests": {"cpu": "50m", "memory": "64Mi"},
-                                        "limits": {"memory": "128Mi"},
-                                    },
-                                    "securityContext": restricted(),
-                                    "volumeMounts": [
-                                        {"name": "config", "mountPath": "/etc/coredns", "readOnly": True}
-                                    ],
-                                }
+            deployment(
+                name,
+                ns,
+                labels,
+                {
+                    "serviceAccountName": name,
+                    "dnsPolicy": "Default",
+                    "containers": [
+                        {
+                            "name": "coredns",
+                            "image": tag,
+                            "imagePullPolicy": "IfNotPresent",
+                            "args": ["-conf", "/etc/coredns/Corefile"],
+                            "ports": [
+                                {"containerPort": 1053, "protocol": p, "name": f"dns-{p.lower()}"}
+                                for p in ("UDP", "TCP")
                             ],
-                            "volumes": [{"name": "config", "configMap": {"name": name}}],
-                        },
-                    },
+                            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}},
+                            "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
+                            "resources": {
+                                "requests": {"cpu": "50m", "memory": "64Mi"},
+                                "limits": {"memory": "128Mi"},
+                            },
+                            "securityContext": restricted(),
+                            "volumeMounts": [
+                                {"name": "config", "mountPath": "/etc/coredns", "readOnly": True}
+                            ],
+                        }
+                    ],
+                    "volumes": [{"name": "config", "configMap": {"name": name}}],
                 },
-            },
+            ),
             {
                 "apiVersion": "v1",
                 "kind": "Service",
@@ -182,50 +191,43 @@ def operator() -> str:
         [
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
             *identity(name, ns, role),
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": name, "namespace": ns, "labels": labels},
-                "spec": {
-                    "replicas": 1,
-                    "strategy": {"type": "Recreate"},
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "serviceAccountName": name,
-                            "containers": [
-                                {
-                                    "name": name,
-                                    "image": tag,
-                                    "imagePullPolicy": "IfNotPresent",
-                                    "command": ["/manager"],
-                                    # One replica: no leader election to wait for.
-                                    "args": [
-                                        "--enable-leader-election=false",
-                                        "--feature-gates=RayClusterStatusConditions=true",
-                                    ],
-                                    "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
-                                    "livenessProbe": {
-                                        "httpGet": {"path": "/metrics", "port": "http"},
-                                        "initialDelaySeconds": 10,
-                                        "periodSeconds": 5,
-                                        "failureThreshold": 5,
-                                    },
-                                    "readinessProbe": {
-                                        "httpGet": {"path": "/metrics", "port": "http"},
-                                        "initialDelaySeconds": 10,
-                                        "periodSeconds": 5,
-                                        "failureThreshold": 5,
-                                    },
-                                    "resources": yaml.safe_load(OPERATOR_VALUES.read_text())["resources"],
-                                    "securityContext": restricted(),
-                                }
+            deployment(
+                name,
+                ns,
+                labels,
+                {
+                    "serviceAccountName": name,
+                    "containers": [
+                        {
+                            "name": name,
+                            "image": tag,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["/manager"],
+                            # One replica: no leader election to wait for.
+                            "args": [
+                                "--enable-leader-election=false",
+                                "--feature-gates=RayClusterStatusConditions=true",
                             ],
-                        },
-                    },
+                            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                            "livenessProbe": {
+                                "httpGet": {"path": "/metrics", "port": "http"},
+                                "initialDelaySeconds": 10,
+                                "periodSeconds": 5,
+                                "failureThreshold": 5,
+                            },
+                            "readinessProbe": {
+                                "httpGet": {"path": "/metrics", "port": "http"},
+                                "initialDelaySeconds": 10,
+                                "periodSeconds": 5,
+                                "failureThreshold": 5,
+                            },
+                            "resources": yaml.safe_load(OPERATOR_VALUES.read_text())["resources"],
+                            "securityContext": restricted(),
+                        }
+                    ],
                 },
-            },
+                strategy={"type": "Recreate"},
+            ),
         ]
     )
     return version
