@@ -1,5 +1,5 @@
-"""The Argo CD manifests (k8s/argocd/): they point at what exists, in the right order, and leave
-the worker counts to the Ray autoscaler."""
+"""The Argo CD manifests (k8s/argocd/): they point at what exists, in the right order, and judge a
+RayService's health by what KubeRay reports."""
 
 from __future__ import annotations
 
@@ -40,13 +40,14 @@ def test_every_environment_deploys_the_chart_with_its_own_values():
     assert {f"mnist-serve-{env}" for env in envs} | {"kuberay-system"} <= namespaces
 
 
-def test_the_autoscaler_owns_worker_replicas():
+def test_argo_cd_applies_the_worker_groups_as_git_has_them():
+    """The autoscaler's replica counts live in the RayCluster, which Argo CD does not manage; an
+    ignoreDifferences on the RayService's would make Argo CD apply the live worker-group list
+    (mnist-serve.yaml says why). tests/gitops checks on a real Argo CD that the Application stays
+    Synced while the autoscaler adds a worker."""
     spec = load("mnist-serve.yaml")["spec"]["template"]["spec"]
-    (ignored,) = spec["ignoreDifferences"]
-    assert (ignored["group"], ignored["kind"]) == ("ray.io", "RayService")
-    assert ignored["jqPathExpressions"] == [".spec.rayClusterConfig.workerGroupSpecs[].replicas"]
-    # Without this, a sync would still write Git's counts over the autoscaler's.
-    assert "RespectIgnoreDifferences=true" in spec["syncPolicy"]["syncOptions"]
+    assert "ignoreDifferences" not in spec
+    assert "RespectIgnoreDifferences=true" not in spec["syncPolicy"]["syncOptions"]
 
 
 def test_staging_syncs_itself_and_prod_waits_for_a_person():
@@ -84,15 +85,40 @@ HEALTH = [
     ("suspended", [condition("Ready", "False"), condition("Suspended", "True")], "Suspended"),
 ]
 
+# Serve application statuses (activeServiceStatus / pendingServiceStatus.applicationStatuses):
+# a config that cannot deploy leaves Ready True while the old replicas serve.
+APPS = [
+    ("running", "activeServiceStatus", "RUNNING", "Healthy"),
+    ("deploying on the pending cluster", "pendingServiceStatus", "DEPLOYING", "Healthy"),
+    ("failed to deploy", "activeServiceStatus", "DEPLOY_FAILED", "Degraded"),
+    ("unhealthy", "activeServiceStatus", "UNHEALTHY", "Degraded"),
+    ("failed on the pending cluster", "pendingServiceStatus", "DEPLOY_FAILED", "Degraded"),
+]
+
 
 @pytest.mark.parametrize(("conditions", "health"), [c[1:] for c in HEALTH], ids=[c[0] for c in HEALTH])
 def test_the_health_check_maps_kuberays_conditions(conditions, health):
-    """The Lua health script Argo CD runs, run by a real Lua interpreter on each status."""
+    assert _health(None if conditions is None else {"conditions": conditions})["status"] == health
+
+
+@pytest.mark.parametrize(("side", "app", "health"), [a[1:] for a in APPS], ids=[a[0] for a in APPS])
+def test_the_health_check_reads_the_serve_applications(side, app, health):
+    status = {
+        "conditions": [condition("Ready", "True", "NonZeroServeEndpoints")],
+        side: {"applicationStatuses": {"mnist": {"status": app, "message": "model file missing"}}},
+    }
+    result = _health(status)
+    assert result["status"] == health
+    if health == "Degraded":
+        assert result["message"] == f"mnist {app} on the {side}: model file missing"
+
+
+def _health(status: dict | None) -> dict:
+    """The Lua health script Argo CD runs, run by a real Lua interpreter on an object's status."""
     script = load("argocd-cm-health.yaml")["data"]["resource.customizations.health.ray.io_RayService"]
     lua = lupa.LuaRuntime()
     run = lua.eval(f"function(obj)\n{script}\nend")
-    obj = {} if conditions is None else {"status": {"conditions": conditions}}
-    assert run(_lua_table(lua, obj))["status"] == health
+    return dict(run(_lua_table(lua, {} if status is None else {"status": status})))
 
 
 def _lua_table(lua, value):
