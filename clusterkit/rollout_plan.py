@@ -259,13 +259,14 @@ def _others(objects: list[dict]) -> dict[tuple[str, str], dict]:
     return {(o["kind"], o["metadata"]["name"]): o for o in objects if o["kind"] != "RayService"}
 
 
-def render_side(side: str, values: Path | None) -> list[dict]:
-    """A values file rendered with this checkout's chart, or a git ref's chart with its VALUES."""
+def render_side(side: str, values: Path | None, repo: Path = REPO) -> list[dict]:
+    """A values file rendered with this checkout's chart, or a git ref's chart (of `repo`) with its
+    VALUES."""
     if Path(side).is_file():
         return render(Path(side))
     archive = subprocess.run(
         ["git", "archive", side, "charts", *([str(values)] if values else [])],
-        cwd=REPO,
+        cwd=repo,
         capture_output=True,
         check=False,
     )
@@ -288,12 +289,13 @@ def main() -> None:
     parser.add_argument(
         "--operator", default=DEFAULT_OPERATOR, help="KubeRay operator version (its hash rules)"
     )
+    parser.add_argument("--repo", type=Path, default=REPO, help="the git repository refs are read from")
     args = parser.parse_args()
     print(f"Rollout plan: {args.old} -> {args.new}")
     sides = []
     for side in (args.old, args.new):
         try:
-            sides.append(render_side(side, args.values))
+            sides.append(render_side(side, args.values, args.repo))
         except RenderError as refused:
             sys.exit(f"{side}: the chart refuses these values, so there is nothing to roll out:\n{refused}")
     print(plan(*sides, operator=args.operator).describe())

@@ -122,9 +122,9 @@ def rendered() -> dict:
         return helmchart.rayservice(helmchart.render(Path(file.name)))
 
 
-def rayservice(name: str = RELEASE) -> dict:
+def rayservice(name: str = RELEASE, namespace: str = NAMESPACE) -> dict:
     return client.CustomObjectsApi(api()).get_namespaced_custom_object(
-        "ray.io", "v1", NAMESPACE, "rayservices", name
+        "ray.io", "v1", namespace, "rayservices", name
     )
 
 
@@ -132,40 +132,45 @@ def condition(obj: dict, kind: str) -> dict:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), {})
 
 
-def clusters(name: str = RELEASE) -> tuple[str, str]:
+def clusters(name: str = RELEASE, namespace: str = NAMESPACE) -> tuple[str, str]:
     """The RayService's active and pending RayCluster names ("" for none)."""
-    status = rayservice(name).get("status", {})
+    status = rayservice(name, namespace).get("status", {})
     return tuple(
         status.get(key, {}).get("rayClusterName", "")
         for key in ("activeServiceStatus", "pendingServiceStatus")
     )
 
 
-def ray_clusters() -> list[str]:
+def ray_clusters(namespace: str = NAMESPACE) -> list[str]:
     objs = client.CustomObjectsApi(api()).list_namespaced_custom_object(
-        "ray.io", "v1", NAMESPACE, "rayclusters"
+        "ray.io", "v1", namespace, "rayclusters"
     )
     return [obj["metadata"]["name"] for obj in objs["items"]]
 
 
-def app_status(app: str = "mnist", name: str = RELEASE) -> str:
+def app_status(app: str = "mnist", name: str = RELEASE, namespace: str = NAMESPACE) -> str:
     """The status the operator reports for `app` on the active cluster."""
-    apps = rayservice(name).get("status", {}).get("activeServiceStatus", {}).get("applicationStatuses", {})
+    apps = (
+        rayservice(name, namespace)
+        .get("status", {})
+        .get("activeServiceStatus", {})
+        .get("applicationStatuses", {})
+    )
     return apps.get(app, {}).get("status", "")
 
 
-def pods(node_type: str, name: str = RELEASE) -> list[client.V1Pod]:
+def pods(node_type: str, name: str = RELEASE, namespace: str = NAMESPACE) -> list[client.V1Pod]:
     """The active cluster's pods of `node_type` (head or worker), terminating ones included."""
-    active, _ = clusters(name)
+    active, _ = clusters(name, namespace)
     selector = f"ray.io/cluster={active},ray.io/node-type={node_type}"
-    return client.CoreV1Api(api()).list_namespaced_pod(NAMESPACE, label_selector=selector).items
+    return client.CoreV1Api(api()).list_namespaced_pod(namespace, label_selector=selector).items
 
 
-def ready_pods(node_type: str, name: str = RELEASE) -> set[str]:
+def ready_pods(node_type: str, name: str = RELEASE, namespace: str = NAMESPACE) -> set[str]:
     """Names of the active cluster's `node_type` pods that are Ready and not terminating."""
     return {
         pod.metadata.name
-        for pod in pods(node_type, name)
+        for pod in pods(node_type, name, namespace)
         if pod.metadata.deletion_timestamp is None
         and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
     }
@@ -177,11 +182,11 @@ def head_ip(name: str = RELEASE) -> str:
     return ip
 
 
-def wait_ready(timeout_s: float = 900, name: str = RELEASE) -> float:
+def wait_ready(timeout_s: float = 900, name: str = RELEASE, namespace: str = NAMESPACE) -> float:
     """Seconds until the operator sets `Ready=True` on the RayService."""
 
     def ready() -> bool:
-        return condition(rayservice(name), "Ready").get("status") == "True"
+        return condition(rayservice(name, namespace), "Ready").get("status") == "True"
 
     return wait_for(f"RayService {name} Ready", ready, timeout_s, interval=2)
 
