@@ -266,6 +266,24 @@ kube-up: kube-build kube-deps tools model $(STAMP) ## One-node Kubernetes, CoreD
 kube-test: kube-build kube-deps tools model redis $(STAMP) ## kube-up, the tests against the real operator (tests/kube), then kube-down whatever happened.
 	@rc=0; { $(KUBE_UP) && $(BIN)/pytest -m "$(KUBE_TESTS)" tests/kube $(PYTEST_ARGS); } || rc=$$?; $(KUBE_DOWN); exit $$rc
 
+.PHONY: argocd-build
+argocd-build: ## kube-build, and Argo CD's one binary (from the Go module proxy, with Go 1.27) into KUBE_CACHE (once per pin).
+	MNIST_SERVE_CACHE=$(KUBE_CACHE) nice -n 10 clusterkit/kube/build.sh argocd
+
+# kube-up's cluster with Argo CD and a git server in place of the Helm release: Argo CD installs the chart.
+GITOPS_UP = $(BIN)/python -m clusterkit.kube.cluster up \
+	&& $(BIN)/python -m clusterkit.kube.addons coredns operator networkpolicies \
+	&& $(BIN)/python -m clusterkit.kube.release image \
+	&& $(BIN)/python -m clusterkit.kube.argocd up
+
+.PHONY: gitops-up
+gitops-up: argocd-build kube-deps tools model $(STAMP) ## kube-up's cluster, the app image loaded, Argo CD (controller, repo server, ApplicationSet controller, Redis) and a git server; nothing synced yet.
+	$(GITOPS_UP)
+
+.PHONY: gitops-test
+gitops-test: argocd-build kube-deps tools model $(STAMP) ## gitops-up, the GitOps tests (tests/gitops: k8s/argocd/ applied, commits rolled out under load), then kube-down whatever happened.
+	@rc=0; { $(GITOPS_UP) && $(BIN)/pytest -m gitops tests/gitops $(PYTEST_ARGS); } || rc=$$?; $(KUBE_DOWN); exit $$rc
+
 .PHONY: kube-down
 kube-down: $(STAMP) ## Stop everything kube-up started and remove its state (processes, mounts, netns, iptables, bridge).
 	$(KUBE_DOWN)

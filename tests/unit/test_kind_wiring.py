@@ -195,3 +195,20 @@ def test_kube_test_runs_the_same_suite_on_its_own_cluster_and_always_tears_down(
         plan, ["clusterkit.kube.cluster up", "clusterkit.kube.release up", 'pytest -m "kube" tests/kube']
     )
     assert plan.rstrip().endswith("exit $rc") and "clusterkit.kube.cluster down" in plan
+
+
+def test_gitops_test_installs_argo_cd_instead_of_the_release_and_always_tears_down(planned):
+    plan = planned("gitops-test")
+    in_order(
+        plan,
+        [
+            "clusterkit/kube/build.sh argocd",
+            "clusterkit.kube.cluster up",
+            "clusterkit.kube.addons coredns operator networkpolicies",
+            "clusterkit.kube.release image",
+            "clusterkit.kube.argocd up",
+            "pytest -m gitops tests/gitops",
+        ],
+    )
+    assert "clusterkit.kube.release up" not in plan  # Argo CD installs the chart, not helm
+    assert plan.rstrip().endswith("exit $rc") and "clusterkit.kube.cluster down" in plan
