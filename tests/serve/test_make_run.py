@@ -113,7 +113,12 @@ def wait_answering(run: Run, images, timeout_s: float = 180) -> requests.Respons
 def replicas_running() -> set[str]:
     """The deployments of app mnist with a replica among this run's processes (Ray titles each
     replica's process `ray::ServeReplica:<app>:<deployment>`, with `.<method>` while it runs one)."""
-    titles = [" ".join(proc.cmdline()) for proc in tagged(run_tag())]
+    titles = []
+    for proc in tagged(run_tag()):
+        try:
+            titles.append(" ".join(proc.cmdline()))
+        except psutil.NoSuchProcess:  # a Ray worker that exited since it was listed
+            pass
     return {m[1] for title in titles if (m := re.match(r"ray::ServeReplica:mnist:(\w+)", title))}
 
 
