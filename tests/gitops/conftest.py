@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client
 
 from clusterkit import standin
-from clusterkit.kube import argocd, builds, release
+from clusterkit.kube import argocd, release
 from clusterkit.kube.layout import REPO
 
 STAGING = "k8s/envs/staging/values.yaml"
@@ -71,9 +71,8 @@ class Repository:
     def plan(self, old: str, new: str) -> str:
         """`make rollout-plan FROM=old TO=new VALUES=<staging>` on this repository: what it prints
         below its `Rollout plan: old -> new` line."""
-        operator = builds.go_version("kuberay", builds.KUBERAY).lstrip("v")
         command = [str(REPO / ".venv" / "bin" / "python"), "-m", "clusterkit.rollout_plan", old, new]
-        command += ["--values", STAGING, "--operator", operator, "--repo", str(self.path)]
+        command += ["--values", STAGING, "--operator", release.operator_version(), "--repo", str(self.path)]
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
         return result.stdout.split("\n", 1)[1]
 
@@ -84,7 +83,7 @@ def on_this_cluster(values: dict) -> None:
     during a new-cluster rollout (limits as staging's: Ray sees 2 CPUs per worker)."""
     repository, tag = standin.IMAGE.rsplit(":", 1)
     values["image"] = {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
-    values["kuberay"] = {"operatorVersion": builds.go_version("kuberay", builds.KUBERAY).lstrip("v")}
+    values["kuberay"] = {"operatorVersion": release.operator_version()}
     values["head"] = {
         "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
     }
