@@ -92,7 +92,7 @@ app.kubernetes.io/instance={{ .Release.Name }},app.kubernetes.io/component=ray-h
 {{- end }}
 {{- end }}
 
-{{/* Ray node environment: files/ray.env (the app's settings, shared with `make run` and the tests) + .Values.env. */}}
+{{/* Ray node environment: files/ray.env (the app's settings, shared with `make run` and the tests), the drain on SIGTERM (shutdown) + .Values.env. */}}
 {{- define "mnist-serve.env" -}}
 {{- range .Files.Lines "files/ray.env" }}
 {{- $line := trim . }}
@@ -102,6 +102,8 @@ app.kubernetes.io/instance={{ .Release.Name }},app.kubernetes.io/component=ray-h
   value: {{ $kv._1 | quote }}
 {{- end }}
 {{- end }}
+- name: RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S
+  value: {{ .Values.shutdown.drainTimeoutSeconds | quote }}
 {{- with .Values.env }}
 {{ toYaml . }}
 {{- end }}
@@ -126,6 +128,7 @@ metadata:
     app.kubernetes.io/component: ray-{{ .component }}
 spec:
   serviceAccountName: {{ include "mnist-serve.serviceAccountName" $root }}
+  terminationGracePeriodSeconds: {{ $v.shutdown.terminationGracePeriodSeconds }}
   {{- with $v.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}

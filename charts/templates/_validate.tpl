@@ -20,6 +20,9 @@ operator would only log it and leave the RayService without a cluster. */}}
 {{- if hasKey $v.podDisruptionBudget "maxUnavailable" }}
 {{- fail "podDisruptionBudget.maxUnavailable: Kubernetes reads it against the scale subresource of the pods' owner, and a RayCluster has none: the budget would allow no eviction at all; set podDisruptionBudget.minAvailable (an integer) instead" }}
 {{- end }}
+{{- if le (int $v.shutdown.terminationGracePeriodSeconds) (int $v.shutdown.drainTimeoutSeconds) }}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds (%v) must exceed shutdown.drainTimeoutSeconds (%v): Kubernetes kills the pod at its grace period, cutting Ray's drain short and resetting clients' open connections" $v.shutdown.terminationGracePeriodSeconds $v.shutdown.drainTimeoutSeconds) }}
+{{- end }}
 {{- with $v.upgrade.initializingTimeout }}
 {{- if regexMatch "^([0.]+(ns|us|ms|s|m|h))+$" . }}
 {{- fail (printf "upgrade.initializingTimeout %q: KubeRay requires a positive duration; leave it empty to turn the timeout off" .) }}
@@ -28,6 +31,9 @@ operator would only log it and leave the RayService without a cluster. */}}
 {{- range $env := $v.env }}
 {{- if eq $env.name "RAY_enable_autoscaler_v2" }}
 {{- fail "env: RAY_enable_autoscaler_v2 is set by the chart through autoscalerOptions.version (autoscaler.enabled); KubeRay refuses it in the head's env" }}
+{{- end }}
+{{- if eq $env.name "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S" }}
+{{- fail "env: RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S is set by the chart from shutdown.drainTimeoutSeconds; set that instead" }}
 {{- end }}
 {{- end }}
 {{- if eq $v.auth.mode "token" }}

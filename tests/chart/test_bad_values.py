@@ -203,6 +203,21 @@ CASES = [
         "podDisruptionBudget.maxUnavailable: Kubernetes reads it against the scale subresource",
     ),
     (
+        "a grace period that cuts Ray's drain short",
+        {"shutdown.terminationGracePeriodSeconds": "30"},
+        "shutdown.terminationGracePeriodSeconds (30) must exceed shutdown.drainTimeoutSeconds (30)",
+    ),
+    (
+        "the drain timeout set through env, past shutdown.drainTimeoutSeconds",
+        {"env": '[{"name": "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "value": "5"}]'},
+        "env: RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S is set by the chart from shutdown.drainTimeoutSeconds",
+    ),
+    (
+        "a negative drain timeout",
+        {"shutdown.drainTimeoutSeconds": "-1"},
+        Schema("shutdown.drainTimeoutSeconds", "0"),
+    ),
+    (
         "worker disruption budget by a percentage",
         {"podDisruptionBudget.minAvailable": '"50%"'},
         Schema("podDisruptionBudget.minAvailable", "integer"),

@@ -164,6 +164,17 @@ def test_the_worker_disruption_budget_is_an_integer_min_available(rendered, scen
     assert "maxUnavailable" not in budget["spec"]
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_ray_pod_drains_before_kubernetes_kills_it(rendered, scenario):
+    """On SIGTERM Ray drains its node for RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S (Ray's default 30 s),
+    and Kubernetes kills the pod at its grace period (also 30 s by default): the chart sets 30 and 60."""
+    for name, group in groups(rayservice(rendered[scenario])).items():
+        spec = group["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        assert env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] == "30", name
+        assert spec["terminationGracePeriodSeconds"] == 60, name
+
+
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_core_objects_and_pod_templates_validate_strictly(rendered, scenario, kube_version):

@@ -189,7 +189,11 @@ def test_ray_env_and_model_reach_every_node(rendered):
     service = rayservice(rendered["exposed"])
     for group in groups(service).values():
         env = {e["name"]: e["value"] for e in container(group)["env"]}
-        assert env == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+        assert env == {
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "30",
+        }
         assert container(group)["image"] == "ghcr.io/mnist-serve/mnist-serve:0.1.0-ray2.60.0-cpu"
     assert service["spec"]["rayClusterConfig"]["authOptions"] == {"mode": "token"}
     (app,) = serve_config(service)["applications"]
