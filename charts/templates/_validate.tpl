@@ -20,8 +20,10 @@ operator would only log it and leave the RayService without a cluster. */}}
 {{- if hasKey $v.podDisruptionBudget "maxUnavailable" }}
 {{- fail "podDisruptionBudget.maxUnavailable: Kubernetes reads it against the scale subresource of the pods' owner, and a RayCluster has none: the budget would allow no eviction at all; set podDisruptionBudget.minAvailable (an integer) instead" }}
 {{- end }}
-{{- if le (int $v.shutdown.terminationGracePeriodSeconds) (int $v.shutdown.drainTimeoutSeconds) }}
-{{- fail (printf "shutdown.terminationGracePeriodSeconds (%v) must exceed shutdown.drainTimeoutSeconds (%v): Kubernetes kills the pod at its grace period, cutting Ray's drain short and resetting clients' open connections" $v.shutdown.terminationGracePeriodSeconds $v.shutdown.drainTimeoutSeconds) }}
+{{- with $v.shutdown }}
+{{- if le (int .terminationGracePeriodSeconds) (add .proxyDrainSeconds .drainTimeoutSeconds | int) }}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds (%v) must exceed shutdown.proxyDrainSeconds + shutdown.drainTimeoutSeconds (%v + %v): Kubernetes kills the pod at its grace period, cutting the drain short and resetting clients' open connections" .terminationGracePeriodSeconds .proxyDrainSeconds .drainTimeoutSeconds) }}
+{{- end }}
 {{- end }}
 {{- with $v.upgrade.initializingTimeout }}
 {{- if regexMatch "^([0.]+(ns|us|ms|s|m|h))+$" . }}

@@ -204,8 +204,9 @@ CASES = [
     ),
     (
         "a grace period that cuts Ray's drain short",
-        {"shutdown.terminationGracePeriodSeconds": "30"},
-        "shutdown.terminationGracePeriodSeconds (30) must exceed shutdown.drainTimeoutSeconds (30)",
+        {"shutdown.terminationGracePeriodSeconds": "35"},
+        "shutdown.terminationGracePeriodSeconds (35) must exceed shutdown.proxyDrainSeconds + "
+        "shutdown.drainTimeoutSeconds (5 + 30)",
     ),
     (
         "the drain timeout set through env, past shutdown.drainTimeoutSeconds",

