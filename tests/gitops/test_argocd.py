@@ -332,13 +332,24 @@ def test_a_revert_rolls_everything_back(repository, mnist_test, report):
         load.wait_for(100, timeout_s=120)
         commit, plan, pushed = rolled_out(repository, lambda: repository.revert_to(fitted))
         synced, switched, deleted, healthy, gone = new_cluster_rolled_out(commit, old, watch)
+        # The old pods answer the last request on each open connection (`Connection: close`, the
+        # chart's preStop) while they stop: only once they are gone must every answer be version 1.
+        core = client.CoreV1Api(release.api())
+        stopped = wait_for(
+            "the old cluster's pods gone",
+            lambda: not core.list_namespaced_pod(NAMESPACE, label_selector=f"ray.io/cluster={old}").items,
+            300,
+        )
         since = time.monotonic()
         load.wait_for(200, timeout_s=120, since=since)
+    last_old = max(o.start for o in load.outcomes if o.status == 200 and o.model_version != "1")
     assert repository.git("diff", fitted, commit) == ""
     report(
         f"gitops: revert {commit[:7]} (plan: {plan.splitlines()[0]}): synced {synced:.0f} s after the push, "
-        f"traffic on the new cluster {switched:.0f} s later, {old} deleted {deleted:.0f} s after that, "
-        f"Healthy {healthy:.0f} s later; {summary(load.outcomes)}{failures_from(load, gone)}; states: {watch}"
+        f"traffic on the new cluster {switched:.0f} s later, {old} deleted {deleted:.0f} s after that "
+        f"(its last answer {last_old - gone:+.1f} s from then, its pods gone {healthy + stopped:.0f} s after it), "
+        f"Healthy {healthy:.0f} s after the deletion; {summary(load.outcomes)}{failures_from(load, gone)}; "
+        f"states: {watch}"
     )
     assert plan.startswith("KubeRay will start a new Ray cluster")
     assert failed(load.outcomes) == [], {(o.status, o.error) for o in failed(load.outcomes)}
