@@ -346,8 +346,8 @@ def test_a_revert_rolls_everything_back(repository, mnist_test, report):
     assert repository.git("diff", fitted, commit) == ""
     report(
         f"gitops: revert {commit[:7]} (plan: {plan.splitlines()[0]}): synced {synced:.0f} s after the push, "
-        f"traffic on the new cluster {switched:.0f} s later, {old} deleted {deleted:.0f} s after that "
-        f"(its last answer {last_old - gone:+.1f} s from then, its pods gone {healthy + stopped:.0f} s after it), "
+        f"traffic on the new cluster {switched:.0f} s later, {old} deleted {deleted:.0f} s after that (its "
+        f"last answer {last_old - gone:+.1f} s from then, its pods gone {healthy + stopped:.0f} s after it), "
         f"Healthy {healthy:.0f} s after the deletion; {summary(load.outcomes)}{failures_from(load, gone)}; "
         f"states: {watch}"
     )
