@@ -194,8 +194,8 @@ def test_a_serve_config_commit_rolls_out_in_place_under_load(repository, mnist_t
         load.wait_for(200, timeout_s=120, since=switched + 1)
     report(
         f"gitops: serve-config commit {commit[:7]} (plan: {plan.splitlines()[0]}): synced {synced:.0f} s "
-        f"after the push, version 2 answering {served:.0f} s after it; {summary(load.outcomes)}; "
-        f"states: {watch}"
+        f"after the push, version 2 answering {served:.0f} s after it; {summary(load.outcomes)}"
+        f"{failures_from(load, pushed, 'the push')}; states: {watch}"
     )
     assert plan.startswith("KubeRay will update the running cluster in place")
     assert release.clusters(namespace=NAMESPACE)[0] == active, "the serve-config commit started a new cluster"
@@ -218,10 +218,12 @@ def new_cluster_rolled_out(commit: str, old: str, watch: Watch) -> tuple[float, 
     return synced, switched, deleted, healthy, gone
 
 
-def failures_from(load: Load, at: float) -> str:
-    """When the failed requests were sent, in seconds from `at` (none: "")."""
-    times = [f"{o.start - at:+.1f}" for o in failed(load.outcomes)]
-    return f", sent at {', '.join(times)} s from the old cluster's deletion" if times else ""
+def failures_from(load: Load, at: float, event: str = "the old cluster's deletion") -> str:
+    """When the failed requests were sent, in seconds from `at`, the time of `event` (none: "")."""
+    times = sorted(o.start - at for o in failed(load.outcomes))
+    if len(times) > 8:
+        return f", sent from {times[0]:+.1f} to {times[-1]:+.1f} s from {event}"
+    return f", sent at {', '.join(f'{t:+.1f}' for t in times)} s from {event}" if times else ""
 
 
 def test_a_cluster_commit_rolls_out_a_new_cluster_under_load(repository, mnist_test, report):
