@@ -57,8 +57,8 @@ def test_new_clusters_take_the_traffic_five_times_in_a_row_with_nothing_failed(s
     """The head's memory limit is in KubeRay's cluster hash: each change is a new cluster, the
     switch, then the old cluster's deletion (clusterDeletionDelaySeconds later). The clients'
     keep-alive connections stay on the old cluster's proxies until then (kube-proxy keeps an
-    established connection's backend): what moves them is Ray's drain on SIGTERM (the chart's
-    `shutdown`), which closes each after the response in flight."""
+    established connection's backend): what moves them is the chart's `shutdown`, HAProxy's soft
+    stop in the preStop hook, then Ray's drain on SIGTERM, which close each after its response."""
     for i in range(ROLLOUTS):
         # A new model version each time tells the clusters apart; the last is 2, as before.
         version = "2" if i == ROLLOUTS - 1 else str(3 + i)
