@@ -16,7 +16,12 @@ VALUES as they are at that ref). The rules are KubeRay's (1.5 and 1.7):
 - Worker groups appended at the end, the rest unchanged by the hash, are added to the running
   cluster in place (shouldUpdateCluster / isClusterSpecHashEqual, rayservice_controller.go).
 - Any other change starts a new cluster and moves traffic to it once all its applications are
-  RUNNING (upgradeStrategy NewCluster), which needs room for both clusters. Under None the operator
+  RUNNING (upgradeStrategy NewCluster), which needs room for both clusters. Under
+  NewClusterWithIncrementalUpgrade traffic moves in steps instead, through KubeRay's Gateway: the
+  new cluster's Serve target_capacity grows by maxSurgePercent, the HTTPRoute's weight follows it
+  by stepSizePercent every intervalSeconds, then the old cluster's target_capacity shrinks by
+  maxSurgePercent, until the new one has 100% (reconcileServeTargetCapacity,
+  calculateTrafficRoutedPercent, rayservice_controller.go; the same in 1.5 and 1.7). Under None the operator
   neither starts one nor updates the running cluster, and still applies serveConfigV2 to it
   (shouldPrepareNewCluster returns isZeroDowntimeUpgradeEnabled, false for None; Reconcile then
   reconciles the active cluster's serve applications: rayservice_controller.go at v1.5.0).
@@ -25,7 +30,7 @@ VALUES as they are at that ref). The rules are KubeRay's (1.5 and 1.7):
   deletion (cleanUpRayClusterInstance). Changing only them has no effect on the running cluster.
   excludeHeadPodFromServeSvc is applied at every reconcile (updateHeadPodServeLabel).
 
-Outcomes: new-cluster, groups-added, in-place (serve config or the head's serve label), no-effect
+Outcomes: new-cluster, incremental, groups-added, in-place (serve config or the head's serve label), no-effect
 (the RayService changed, the operator accepts it and the running cluster stays as it is) and
 nothing (the RayService is unchanged; Helm may still change other objects).
 """
@@ -48,6 +53,7 @@ from clusterkit.kuberay import quantity, serve_config
 
 IN_PLACE = "in-place"
 NEW_CLUSTER = "new-cluster"
+INCREMENTAL = "incremental"
 GROUPS_ADDED = "groups-added"
 NO_EFFECT = "no-effect"
 NOTHING = "nothing"
@@ -69,11 +75,13 @@ class Plan:
     other_changes: list[str]
     old_strategy: str  # FROM's upgradeStrategy: under None the running cluster may predate FROM
     both_clusters: dict[str, float]  # resources requested while old and new clusters both run
+    steps: list[str]  # NewClusterWithIncrementalUpgrade: KubeRay's capacity and traffic steps, in order
+    steps_time: str  # how long those steps take at least
 
     @property
     def held(self) -> bool:
         """A cluster change that upgradeStrategy None keeps from rolling out."""
-        return bool(self.cluster_changes) and self.action not in (NEW_CLUSTER, GROUPS_ADDED)
+        return bool(self.cluster_changes) and self.action not in (NEW_CLUSTER, INCREMENTAL, GROUPS_ADDED)
 
     def describe(self) -> str:
         lines = {
@@ -91,6 +99,12 @@ class Plan:
                 "KubeRay will start a new Ray cluster and switch traffic to it once all its applications "
                 "are RUNNING, then delete the old one."
             ],
+            INCREMENTAL: [
+                "KubeRay will start a new Ray cluster and move traffic to it in steps through its Gateway "
+                "(NewClusterWithIncrementalUpgrade), then delete the old one:",
+                *(f"  {n}. {step}" for n, step in enumerate(self.steps, 1)),
+                f"  {self.steps_time}",
+            ],
         }[self.action]
         cluster_title = (
             "Changed in rayClusterConfig, NOT rolled out: upgradeStrategy is None, so no new cluster "
@@ -100,7 +114,7 @@ class Plan:
         )
         ignored_title = (
             "Applied with the new cluster (left out of KubeRay's hash)"
-            if self.action == NEW_CLUSTER
+            if self.action in (NEW_CLUSTER, INCREMENTAL)
             else "No effect on the running cluster until the next new cluster (left out of KubeRay's hash)"
         )
         for title, changes in (
@@ -121,6 +135,13 @@ class Plan:
             need = ", ".join(f"{value:g} {name}" for name, value in self.both_clusters.items() if value)
             lines.append(
                 f"WARNING: old and new clusters run side by side until traffic moves: {need} requested."
+            )
+        if self.action == INCREMENTAL:
+            need = ", ".join(f"{value:g} {name}" for name, value in self.both_clusters.items() if value)
+            lines.append(
+                f"Old and new clusters run side by side during the steps: {need} requested with the new "
+                "one at its initial size; its Serve replicas, and the workers the Ray autoscaler adds for "
+                "them, follow its target_capacity while the old cluster's shrink."
             )
         if self.old_strategy == "None":
             lines.append(
@@ -228,6 +249,8 @@ def plan(old: list[dict], new: list[dict], operator: str = DEFAULT_OPERATOR) -> 
     spec = diff(*({k: v for k, v in f.items() if k not in DEFERRED} for f in settings))
     if cluster and _groups_appended(old_hashed, new_hashed):
         action = GROUPS_ADDED  # whatever the strategy: shouldUpdateCluster does not read it
+    elif cluster and _strategy(after) == "NewClusterWithIncrementalUpgrade":
+        action = INCREMENTAL
     elif cluster and _strategy(after) != "None":
         action = NEW_CLUSTER
     elif serve or spec:
@@ -238,7 +261,40 @@ def plan(old: list[dict], new: list[dict], operator: str = DEFAULT_OPERATOR) -> 
         action = NOTHING
     old_pods, new_pods = requested(before), requested(after)
     both = {k: old_pods[k] + new_pods[k] for k in old_pods}
-    return Plan(action, serve, cluster, ignored, deferred, spec, other, _strategy(before), both)
+    steps, steps_time = [], ""
+    if action == INCREMENTAL:
+        steps, steps_time = incremental_steps(after["spec"]["upgradeStrategy"]["clusterUpgradeOptions"])
+    return Plan(
+        action, serve, cluster, ignored, deferred, spec, other, _strategy(before), both, steps, steps_time
+    )
+
+
+def incremental_steps(options: dict) -> tuple[list[str], str]:
+    """KubeRay's order (see above): traffic follows the new cluster's capacity in steps, then the
+    old cluster's capacity shrinks, then the new one's grows, until it has 100%. Returns the steps
+    and how long they take at least."""
+    step, surge, interval = (
+        options["stepSizePercent"],
+        options.get("maxSurgePercent", 100),
+        options["intervalSeconds"],
+    )
+    old, new, traffic, moves, steps = 100, 0, 0, 0, []
+    while (old, new) != (0, 100):
+        if traffic < new:
+            traffic = min(100, traffic + step, new)
+            wait = "" if moves == 0 else f", {interval} s after the last"
+            steps.append(f"traffic to the new cluster: {traffic}%{wait}")
+            moves += 1
+        elif old + new > 100:
+            old = max(0, old - surge)
+            steps.append(f"old cluster's target_capacity: {old}%")
+        else:
+            new = min(100, new + surge)
+            steps.append(f"new cluster's target_capacity: {new}% (once its replicas run, traffic may follow)")
+    return steps, (
+        f"{moves} traffic steps: at least {(moves - 1) * interval} s from the first to the last, plus "
+        "the time each capacity change takes to start replicas."
+    )
 
 
 def _strategy(service: dict) -> str:

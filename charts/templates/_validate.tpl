@@ -25,6 +25,28 @@ operator would only log it and leave the RayService without a cluster. */}}
 {{- fail (printf "shutdown.terminationGracePeriodSeconds (%v) must exceed shutdown.proxyDrainSeconds + shutdown.drainTimeoutSeconds (%v + %v): Kubernetes kills the pod at its grace period, cutting the drain short and resetting clients' open connections" .terminationGracePeriodSeconds .proxyDrainSeconds .drainTimeoutSeconds) }}
 {{- end }}
 {{- end }}
+{{- if eq $v.upgrade.strategy "NewClusterWithIncrementalUpgrade" }}
+{{- /* ValidateClusterUpgradeOptions (v1.7.0 ray-operator/controllers/ray/utils/validation.go). */}}
+{{- with $v.upgrade.incremental }}
+{{- if not $v.autoscaler.enabled }}
+{{- fail "upgrade.strategy NewClusterWithIncrementalUpgrade needs the Ray autoscaler (KubeRay refuses it otherwise): set autoscaler.enabled=true" }}
+{{- end }}
+{{- if not .gatewayClassName }}
+{{- fail "upgrade.incremental.gatewayClassName: NewClusterWithIncrementalUpgrade needs the GatewayClass of the Gateway KubeRay creates (KubeRay refuses it empty)" }}
+{{- end }}
+{{- if gt (int .stepSizePercent) (int .maxSurgePercent) }}
+{{- fail (printf "upgrade.incremental.stepSizePercent (%v) must not exceed maxSurgePercent (%v): KubeRay 1.7 refuses it, since a step would move more traffic than the new cluster has capacity for" .stepSizePercent .maxSurgePercent) }}
+{{- end }}
+{{- if eq (int .stepSizePercent) 0 }}
+{{- fail "upgrade.incremental.stepSizePercent 0 would never move traffic, so the upgrade would never complete (KubeRay accepts it); use 1-100" }}
+{{- end }}
+{{- end }}
+{{- range $what := list "ingress" "httpRoute" }}
+{{- if (index $v $what).enabled }}
+{{- fail (printf "%s.enabled: with upgrade.strategy NewClusterWithIncrementalUpgrade clients must enter through KubeRay's Gateway <name>-gateway, whose HTTPRoute weights move traffic to the new cluster; the chart's %s points at the serve Service, which stays on the old cluster until the upgrade completes" $what $what) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- with $v.upgrade.initializingTimeout }}
 {{- if regexMatch "^([0.]+(ns|us|ms|s|m|h))+$" . }}
 {{- fail (printf "upgrade.initializingTimeout %q: KubeRay requires a positive duration; leave it empty to turn the timeout off" .) }}

@@ -38,6 +38,15 @@ class Schema:
         return (self.path in message or pointer in message) and self.word.lower() in message.lower()
 
 
+INCREMENTAL = {
+    "upgrade.strategy": '"NewClusterWithIncrementalUpgrade"',
+    "upgrade.incremental.gatewayClassName": '"traefik"',
+}
+ENTER_THROUGH_GATEWAY = (
+    "with upgrade.strategy NewClusterWithIncrementalUpgrade clients must enter through KubeRay's Gateway"
+)
+ONE_HOST = '[{"host": "a.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}]'
+
 # (id, values as --set-json would give them, what the message must say)
 CASES = [
     ("unknown top-level key", {"replicas": "3"}, Schema("", "replicas")),
@@ -188,9 +197,50 @@ CASES = [
     ),
     ("HTTPRoute with no gateway", {"httpRoute.enabled": "true"}, "httpRoute.parentRefs"),
     (
-        "incremental upgrade (needs KubeRay's own Gateway)",
+        "incremental upgrade without a GatewayClass",
         {"upgrade.strategy": '"NewClusterWithIncrementalUpgrade"'},
-        Schema("upgrade.strategy", "NewCluster"),
+        "upgrade.incremental.gatewayClassName: NewClusterWithIncrementalUpgrade needs the GatewayClass",
+    ),
+    (
+        "incremental upgrade without the Ray autoscaler",
+        INCREMENTAL | {"autoscaler.enabled": "false"},
+        "upgrade.strategy NewClusterWithIncrementalUpgrade needs the Ray autoscaler",
+    ),
+    (
+        "incremental step larger than the surge",
+        INCREMENTAL
+        | {"upgrade.incremental.stepSizePercent": "50", "upgrade.incremental.maxSurgePercent": "20"},
+        "upgrade.incremental.stepSizePercent (50) must not exceed maxSurgePercent (20)",
+    ),
+    (
+        "incremental step of 0",
+        INCREMENTAL | {"upgrade.incremental.stepSizePercent": "0"},
+        "upgrade.incremental.stepSizePercent 0 would never move traffic",
+    ),
+    (
+        "incremental surge over 100",
+        INCREMENTAL | {"upgrade.incremental.maxSurgePercent": "150"},
+        Schema("upgrade.incremental.maxSurgePercent", "100"),
+    ),
+    (
+        "incremental interval of 0",
+        INCREMENTAL | {"upgrade.incremental.intervalSeconds": "0"},
+        Schema("upgrade.incremental.intervalSeconds", "1"),
+    ),
+    (
+        "incremental upgrade with the chart's HTTPRoute",
+        INCREMENTAL | {"httpRoute.enabled": "true", "httpRoute.parentRefs": '[{"name": "public"}]'},
+        f"httpRoute.enabled: {ENTER_THROUGH_GATEWAY}",
+    ),
+    (
+        "incremental upgrade with the chart's Ingress",
+        INCREMENTAL | {"ingress.enabled": "true", "ingress.hosts": ONE_HOST},
+        f"ingress.enabled: {ENTER_THROUGH_GATEWAY}",
+    ),
+    (
+        "unknown incremental option",
+        INCREMENTAL | {"upgrade.incremental.stepSize": "10"},
+        Schema("upgrade.incremental", "stepSize"),
     ),
     (
         "custom worker readiness probe",

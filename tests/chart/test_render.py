@@ -139,6 +139,24 @@ def test_initializing_timeout_is_off_by_default_and_the_notes_say_how_to_recover
     assert "--timeout=45m" in text and "kubectl delete rayservice mnist-serve" in text
 
 
+def test_incremental_upgrade_hands_kuberay_its_options_and_leaves_routing_to_its_gateway(rendered):
+    """KubeRay's names (upgradeStrategy.clusterUpgradeOptions), with the Ray autoscaler it
+    requires; no Ingress or HTTPRoute of the chart's own to bypass the Gateway's weights."""
+    service = rayservice(rendered["incremental"])
+    assert service["spec"]["upgradeStrategy"] == {
+        "type": "NewClusterWithIncrementalUpgrade",
+        "clusterUpgradeOptions": {
+            "gatewayClassName": "traefik",
+            "stepSizePercent": 25,
+            "intervalSeconds": 20,
+            "maxSurgePercent": 50,
+        },
+    }
+    assert service["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is True
+    assert not by_kind(rendered["incremental"], "Ingress") + by_kind(rendered["incremental"], "HTTPRoute")
+    assert rayservice(rendered["default"])["spec"]["upgradeStrategy"] == {"type": "NewCluster"}
+
+
 def test_serve_and_gpu_pool_scale_to_zero(rendered):
     service = rayservice(rendered["scale-to-zero"])
     (app,) = serve_config(service)["applications"]

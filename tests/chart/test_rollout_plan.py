@@ -11,7 +11,15 @@ import sys
 import pytest
 
 from clusterkit.helmchart import CI_VALUES, REPO, render
-from clusterkit.rollout_plan import GROUPS_ADDED, IN_PLACE, NEW_CLUSTER, NO_EFFECT, NOTHING, plan
+from clusterkit.rollout_plan import (
+    GROUPS_ADDED,
+    IN_PLACE,
+    INCREMENTAL,
+    NEW_CLUSTER,
+    NO_EFFECT,
+    NOTHING,
+    plan,
+)
 
 KIND = CI_VALUES / "kind-values.yaml"
 
@@ -177,6 +185,61 @@ def test_leaving_upgrade_strategy_none_warns_that_a_held_change_may_roll_out():
     text = plan(render(KIND, sets=NONE | IMAGE), render(KIND, sets=IMAGE)).describe()
     assert "NOTE: FROM has upgradeStrategy None" in text
     assert "NOTE" not in plan(render(KIND), render(KIND, sets=NONE)).describe()
+
+
+INCREMENTAL_VALUES = CI_VALUES / "incremental-values.yaml"
+
+
+@pytest.mark.parametrize(
+    ("options", "steps"),
+    [
+        (
+            # Worked out by hand from reconcileServeTargetCapacity and calculateTrafficRoutedPercent
+            # (ray-operator/controllers/ray/rayservice_controller.go, v1.5.0 and v1.7.0).
+            {},  # incremental-values.yaml: step 25, surge 50, interval 20
+            [
+                "new cluster's target_capacity: 50%",
+                "traffic to the new cluster: 25%",
+                "traffic to the new cluster: 50%, 20 s after the last",
+                "old cluster's target_capacity: 50%",
+                "new cluster's target_capacity: 100%",
+                "traffic to the new cluster: 75%, 20 s after the last",
+                "traffic to the new cluster: 100%, 20 s after the last",
+                "old cluster's target_capacity: 0%",
+                "4 traffic steps: at least 60 s",
+            ],
+        ),
+        (
+            {"upgrade.incremental.stepSizePercent": "40", "upgrade.incremental.maxSurgePercent": "100"},
+            [
+                "new cluster's target_capacity: 100%",
+                "traffic to the new cluster: 40%",
+                "traffic to the new cluster: 80%, 20 s after the last",
+                "traffic to the new cluster: 100%, 20 s after the last",
+                "old cluster's target_capacity: 0%",
+                "3 traffic steps: at least 40 s",
+            ],
+        ),
+    ],
+    ids=["surge 50, step 25", "surge 100, step 40"],
+)
+def test_incremental_upgrade_lists_kuberays_steps(options, steps):
+    """A cluster change under NewClusterWithIncrementalUpgrade, each capacity and traffic step in
+    KubeRay's order; a serve-only change stays in place."""
+    before = render(INCREMENTAL_VALUES, sets=options)
+    rolled = plan(before, render(INCREMENTAL_VALUES, sets=options | IMAGE))
+    assert rolled.action == INCREMENTAL
+    lines = rolled.describe().splitlines()
+    start = lines.index(
+        "KubeRay will start a new Ray cluster and move traffic to it in steps through its Gateway "
+        "(NewClusterWithIncrementalUpgrade), then delete the old one:"
+    )
+    expected = [f"{n}. {step}" for n, step in enumerate(steps[:-1], 1)] + steps[-1:]
+    listed = [line.strip() for line in lines[start + 1 : start + 1 + len(expected)]]
+    assert [line[: len(want)] for line, want in zip(listed, expected, strict=True)] == expected, listed
+    assert "WARNING" not in rolled.describe()
+    serve_only = plan(before, render(INCREMENTAL_VALUES, sets=options | {"model.version": '"2"'}))
+    assert serve_only.action == IN_PLACE
 
 
 def test_git_refs_render_the_chart_at_that_ref():
