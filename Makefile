@@ -243,7 +243,7 @@ KUBE_CACHE ?= $(HOME)/.cache/mnist-serve
 KUBE_TESTS ?= kube
 
 .PHONY: kube-build
-kube-build: ## Build the pinned Kubernetes, etcd, CoreDNS, KubeRay operator, NetworkPolicy agent and pause binaries into KUBE_CACHE (once per pin).
+kube-build: ## Build the pinned Kubernetes, etcd, CoreDNS, KubeRay operator, Traefik, NetworkPolicy agent and pause binaries into KUBE_CACHE (once per pin).
 	MNIST_SERVE_CACHE=$(KUBE_CACHE) nice -n 10 clusterkit/kube/build.sh
 
 .PHONY: kube-deps
@@ -254,12 +254,12 @@ kube-deps: ## apt-install containerd, runc, the CNI plugins, iptables, conntrack
 		conntrack podman debootstrap; }
 
 KUBE_UP = $(BIN)/python -m clusterkit.kube.cluster up \
-	&& $(BIN)/python -m clusterkit.kube.addons coredns operator networkpolicies \
+	&& $(BIN)/python -m clusterkit.kube.addons coredns gateway operator networkpolicies \
 	&& $(BIN)/python -m clusterkit.kube.release up
 KUBE_DOWN = $(BIN)/python -m clusterkit.kube.cluster down
 
 .PHONY: kube-up
-kube-up: kube-build kube-deps tools model $(STAMP) ## One-node Kubernetes, CoreDNS, the KubeRay operator, NetworkPolicy enforcement, and the chart installed until its RayService is Ready.
+kube-up: kube-build kube-deps tools model $(STAMP) ## One-node Kubernetes, CoreDNS, the Gateway API (Traefik), the KubeRay operator, NetworkPolicy enforcement, and the chart installed until its RayService is Ready.
 	$(KUBE_UP)
 
 .PHONY: kube-test
@@ -272,7 +272,7 @@ argocd-build: ## kube-build, and Argo CD's one binary (from the Go module proxy,
 
 # kube-up's cluster with Argo CD and a git server in place of the Helm release: Argo CD installs the chart.
 GITOPS_UP = $(BIN)/python -m clusterkit.kube.cluster up \
-	&& $(BIN)/python -m clusterkit.kube.addons coredns operator networkpolicies \
+	&& $(BIN)/python -m clusterkit.kube.addons coredns gateway operator networkpolicies \
 	&& $(BIN)/python -m clusterkit.kube.release image \
 	&& $(BIN)/python -m clusterkit.kube.argocd up
 
@@ -388,8 +388,8 @@ kind-up: $(if $(KIND_LOCAL),kind-build kind-deps) $(KIND) $(KUBECTL) $(HELM) kin
 		--kubeconfig $(KIND_KUBECONFIG) $${image:+--image $$image} --wait 120s
 
 .PHONY: kind-operator
-kind-operator: $(HELM) ## Install the KubeRay operator: its Helm chart with k8s/kuberay-operator-values.yaml (KIND_LOCAL: kube-build's).
-	$(if $(KIND_LOCAL),$(KIND_PY) -m clusterkit.kube.addons operator,\
+kind-operator: $(HELM) ## Install the KubeRay operator: its Helm chart with k8s/kuberay-operator-values.yaml (KIND_LOCAL: kube-build's, after the Gateway API with Traefik).
+	$(if $(KIND_LOCAL),$(KIND_PY) -m clusterkit.kube.addons gateway operator,\
 	$(HELM) upgrade --install kuberay-operator kuberay-operator --repo https://ray-project.github.io/kuberay-helm/ \
 		--version $(KUBERAY_VERSION) --namespace kuberay-system --create-namespace \
 		--values k8s/kuberay-operator-values.yaml --wait --timeout 5m $(KCTX))

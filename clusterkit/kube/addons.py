@@ -1,8 +1,9 @@
 """What a cluster built here runs as pods: CoreDNS (the one-node cluster of `make kube-up`; kind's
-comes with kubeadm), the KubeRay operator and the NetworkPolicy agent kube-network-policies (on
-`make kube-up`'s cluster, whose bridge CNI enforces no policy), from FROM-scratch images of the
-binaries build.sh cached, and the operator's CRDs and RBAC, the agent's RBAC, from their own
-modules. They act on the current target (clusterkit.kube.target): `python -m
+comes with kubeadm), the Gateway API with Traefik (clusterkit.kube.gateway), the KubeRay operator
+with the feature gates of k8s/kuberay-operator-values.yaml, and the NetworkPolicy agent
+kube-network-policies (on `make kube-up`'s cluster, whose bridge CNI enforces no policy), from
+FROM-scratch images of the binaries build.sh cached, and the operator's CRDs and RBAC, the agent's
+RBAC, from their own modules. They act on the current target (clusterkit.kube.target): `python -m
 clusterkit.kube.addons operator` installs the operator on a kind cluster where its Helm chart
 cannot be reached."""
 
@@ -15,64 +16,14 @@ from pathlib import Path
 
 import yaml
 
-from clusterkit.kube import builds, images, network, target
+from clusterkit.kube import builds, gateway, network, target
 from clusterkit.kube.layout import DNS_SERVICE_IP, REPO
+from clusterkit.kube.workloads import apply, deployment, identity, import_image, restricted
 from clusterkit.poll import wait_for
 
 OPERATOR_NAMESPACE = "kuberay-system"  # the namespace the chart's NetworkPolicy admits to the dashboard
 # The values `make kind-operator` installs the operator's Helm chart with; their resources here too.
 OPERATOR_VALUES = REPO / "k8s" / "kuberay-operator-values.yaml"
-
-
-def apply(objects: list[dict]) -> None:
-    target.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(objects)
-    )
-
-
-def identity(name: str, namespace: str, role: dict) -> list[dict]:
-    """A ServiceAccount `name` bound to ClusterRole `role` (its rules from that project's own
-    manifests), both named `name`."""
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
-        role,
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
-    ]
-
-
-def import_image(tag: str, binary: Path, entrypoint: str, stop_signal: str | None = None) -> None:
-    target.current().load_archive(images.from_scratch(tag, binary, entrypoint, stop_signal))
-
-
-def restricted() -> dict:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
-
-
-def deployment(name: str, namespace: str, labels: dict, pod: dict, **spec) -> dict:
-    """A one-replica Deployment running `pod` (a pod spec), its pods labelled and selected by
-    `labels`; `spec` adds fields to the Deployment's spec (a strategy)."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "replicas": 1,
-            **spec,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": pod},
-        },
-    }
 
 
 def coredns() -> None:
@@ -173,17 +124,23 @@ def coredns() -> None:
     )
 
 
+def feature_gates() -> str:
+    """The operator chart's featureGates value as the operator's flag: Name=true,Other=false."""
+    gates = yaml.safe_load(OPERATOR_VALUES.read_text())["featureGates"]
+    return ",".join(f"{g['name']}={str(g['enabled']).lower()}" for g in gates)
+
+
 def operator() -> str:
     """The KubeRay operator, its CRDs applied server-side, run as the kuberay-operator Helm chart
     runs it (helm-chart/kuberay-operator/templates/deployment.yaml: /manager, the metrics port
     probed, a restricted security context, the resources of k8s/kuberay-operator-values.yaml).
     The chart itself is not on the Go module proxy, so its Deployment is written out here.
     Returns the operator version."""
-    root = builds.module_source("kuberay", builds.KUBERAY)
+    root, binary = builds.kuberay()
     version = root.name.split("@")[-1]
     target.kubectl("apply", "--server-side", "-f", str(root / "config" / "crd" / "bases"))
     tag = f"localhost/mnist-serve-kuberay-operator:{version}"
-    import_image(tag, builds.cached("kuberay", "ray-operator"), "manager")
+    import_image(tag, binary, "manager")
     ns, name = OPERATOR_NAMESPACE, "kuberay-operator"
     (role,) = [r for r in yaml.safe_load_all((root / "config" / "rbac" / "role.yaml").read_text()) if r]
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}
@@ -204,10 +161,7 @@ def operator() -> str:
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["/manager"],
                             # One replica: no leader election to wait for.
-                            "args": [
-                                "--enable-leader-election=false",
-                                "--feature-gates=RayClusterStatusConditions=true",
-                            ],
+                            "args": ["--enable-leader-election=false", f"--feature-gates={feature_gates()}"],
                             "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
                             "livenessProbe": {
                                 "httpGet": {"path": "/metrics", "port": "http"},
@@ -333,13 +287,16 @@ def networkpolicies() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("addons", nargs="+", choices=["coredns", "operator", "networkpolicies"])
+    parser.add_argument("addons", nargs="+", choices=["coredns", "gateway", "operator", "networkpolicies"])
     started = time.monotonic()
     for addon in parser.parse_args().addons:
         kind = "deployment"
         if addon == "coredns":
             coredns()
             namespace, deployment, what = "kube-system", "coredns", "CoreDNS"
+        elif addon == "gateway":
+            namespace, deployment = gateway.NAMESPACE, "traefik"
+            what = f"the Gateway API with Traefik {gateway.install()}"
         elif addon == "operator":
             namespace, deployment = OPERATOR_NAMESPACE, "kuberay-operator"
             what = f"the KubeRay operator {operator()}"

@@ -26,8 +26,8 @@ from kubernetes import client
 
 from clusterkit import helmchart, standin
 from clusterkit.kube import builds, release, target
-from clusterkit.kube.addons import apply, deployment, restricted
 from clusterkit.kube.layout import REPO
+from clusterkit.kube.workloads import apply, deployment, restricted
 from clusterkit.podman import podman, use_containers_conf
 
 MODULE = "github.com/argoproj/argo-cd/v3"

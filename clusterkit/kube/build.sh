@@ -4,7 +4,7 @@
 # there is kept, so only a changed pin rebuilds. Each step's time is printed.
 #
 #   build.sh        what `make kube-up` runs: Kubernetes (kubeadm too), etcd,
-#                   CoreDNS, the KubeRay operator, pause, kube-network-policies
+#                   CoreDNS, the KubeRay operator, Traefik, pause, kube-network-policies
 #   build.sh kind   and what the kind node image adds: containerd, crictl, the
 #                   CNI plugins, local-path-provisioner
 #   build.sh argocd and Argo CD (what `make gitops-test` adds), with Go 1.27
@@ -57,13 +57,14 @@ download() { # wrappers...
 }
 
 kube() {
-	local k8s etcd coredns kuberay knp pause minor kv=""
+	local k8s etcd coredns kuberay traefik knp pause minor kv=""
 	k8s=$(version_of kubernetes k8s.io/kubernetes)
 	etcd=$(version_of etcd go.etcd.io/etcd/server/v3)
 	coredns=$(version_of coredns github.com/coredns/coredns)
 	kuberay=$(version_of kuberay github.com/ray-project/kuberay/ray-operator)
+	traefik=$(version_of traefik github.com/traefik/traefik/v3)
 	knp=$(version_of kube-network-policies sigs.k8s.io/kube-network-policies)
-	download kubernetes etcd coredns kuberay kube-network-policies pause
+	download kubernetes etcd coredns kuberay traefik kube-network-policies pause
 	# The server reports this version to helm and the operator; without it, v0.0.0.
 	minor=${k8s#v1.}
 	minor=${minor%%.*}
@@ -78,6 +79,9 @@ kube() {
 	coredns+=-$(sha256sum "$here/coredns/main.go" | cut -c1-12)
 	build coredns "$cache/coredns-$coredns" . coredns ""
 	build kuberay "$cache/kuberay-$kuberay" github.com/ray-project/kuberay/ray-operator ray-operator ""
+	# Upstream's release sets the version (its Makefile's VERSION); the web UI is not built (no npm step).
+	build traefik "$cache/traefik-$traefik" github.com/traefik/traefik/v3/cmd/traefik traefik \
+		"-X github.com/traefik/traefik/v3/pkg/version.Version=$traefik"
 	# The NetworkPolicy agent (its main package is cmd/; upstream's Dockerfile names it netpol).
 	build kube-network-policies "$cache/kube-network-policies-$knp" sigs.k8s.io/kube-network-policies/cmd \
 		kube-network-policies ""

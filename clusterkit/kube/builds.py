@@ -13,6 +13,10 @@ CACHE = Path(os.environ.get("MNIST_SERVE_CACHE", Path.home() / ".cache" / "mnist
 GO = Path(__file__).resolve().parent / "go"
 # The KubeRay operator's module, pinned by the `kuberay` wrapper.
 KUBERAY = "github.com/ray-project/kuberay/ray-operator"
+# An operator built by hand beside the project instead (a release the module proxy does not serve,
+# such as v1.7.0): its ray-operator source folder, renamed <anything>@v<version> as the module cache
+# names it, holding upstream's `make build` output bin/manager. Never built or fetched by this project.
+KUBERAY_SOURCE = os.environ.get("MNIST_SERVE_KUBERAY_SOURCE", "")
 
 
 # A wrapper may name a newer Go than the one installed (its toolchain line): Go fetches that one
@@ -53,3 +57,16 @@ def module_source(wrapper: str, module: str) -> Path:
     if out.returncode != 0:
         raise RuntimeError(f"go mod download {module} (in {GO / wrapper}) failed: {out.stdout}{out.stderr}")
     return Path(json.loads(out.stdout)["Dir"])
+
+
+def kuberay() -> tuple[Path, Path]:
+    """The KubeRay operator kube-up runs: its source tree (CRDs, RBAC; named ...@v<version>) and binary."""
+    if KUBERAY_SOURCE:
+        root = Path(KUBERAY_SOURCE)
+        if "@v" not in root.name or not (root / "bin" / "manager").is_file():
+            raise SystemExit(
+                f"MNIST_SERVE_KUBERAY_SOURCE={root}: expected a ray-operator source folder named "
+                "...@v<version> holding bin/manager (upstream's `make build`)"
+            )
+        return root, root / "bin" / "manager"
+    return module_source("kuberay", KUBERAY), cached("kuberay", "ray-operator")

@@ -19,7 +19,7 @@ from pathlib import Path
 from kubernetes import client, config
 
 from clusterkit import helmchart, standin
-from clusterkit.kube import builds, target
+from clusterkit.kube import target
 from clusterkit.kube.addons import OPERATOR_NAMESPACE
 from clusterkit.kube.layout import REPO
 from clusterkit.podman import podman
@@ -88,11 +88,14 @@ def sets(extra: dict[str, str] | None = None, base: dict[str, str] | None = None
 
 
 def install(
-    extra: dict[str, str] | None = None, chart: Path = helmchart.CHART, base: dict[str, str] | None = None
+    extra: dict[str, str] | None = None,
+    chart: Path = helmchart.CHART,
+    base: dict[str, str] | None = None,
+    values: Path = VALUES,
 ) -> None:
-    """`helm upgrade --install` of `chart` with VALUES and `sets(extra, base)`."""
+    """`helm upgrade --install` of `chart` with `values` and `sets(extra, base)`."""
     args = ["upgrade", "--install", RELEASE, str(chart), "--namespace", NAMESPACE]
-    args += ["--create-namespace", "--values", str(VALUES), "--kubeconfig", str(target.current().kubeconfig)]
+    args += ["--create-namespace", "--values", str(values), "--kubeconfig", str(target.current().kubeconfig)]
     for key, value in sets(extra, base).items():
         args += ["--set-json", f"{key}={value}"]
     result = subprocess.run([str(helmchart.HELM), *args], capture_output=True, text=True)
@@ -126,6 +129,13 @@ def rayservice(name: str = RELEASE, namespace: str = NAMESPACE) -> dict:
     return client.CustomObjectsApi(api()).get_namespaced_custom_object(
         "ray.io", "v1", namespace, "rayservices", name
     )
+
+
+def observed(name: str = RELEASE, namespace: str = NAMESPACE) -> bool:
+    """Whether the operator has read the RayService's current spec (status.observedGeneration): it
+    records a new cluster it decides on in the same status update."""
+    service = rayservice(name, namespace)
+    return service.get("status", {}).get("observedGeneration", 0) >= service["metadata"]["generation"]
 
 
 def condition(obj: dict, kind: str) -> dict:
@@ -202,8 +212,7 @@ def load() -> str:
 
 def up() -> None:
     repository, tag = load().rsplit(":", 1)
-    operator = builds.go_version("kuberay", builds.KUBERAY).lstrip("v")
-    base = {"image.repository": repository, "image.tag": tag, "kuberay.operatorVersion": operator}
+    base = {"image.repository": repository, "image.tag": tag, "kuberay.operatorVersion": operator_version()}
     install(base={key: json.dumps(value) for key, value in base.items()})
     ready = wait_ready()
     status = rayservice()["status"]

@@ -13,8 +13,8 @@ from dataclasses import astuple, dataclass
 from kubernetes import client
 
 from clusterkit.kube import argocd, release
-from clusterkit.kube.addons import apply
 from clusterkit.kube.layout import REPO
+from clusterkit.kube.workloads import apply
 from clusterkit.load import Load, accuracy, failed, summary
 from clusterkit.poll import wait_for
 

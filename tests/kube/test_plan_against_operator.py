@@ -136,14 +136,8 @@ def snapshot(api) -> dict:
 
 
 def wait_observed() -> None:
-    """Until the operator has read the RayService's current spec (and so decided on a new cluster,
-    which it records in the same status update)."""
-
-    def observed() -> bool:
-        service = release.rayservice()
-        return service.get("status", {}).get("observedGeneration", 0) >= service["metadata"]["generation"]
-
-    wait_for("the operator reading the new spec", observed, OBSERVE_TIMEOUT_S, REQUEUE_S)
+    """Until the operator has read the RayService's current spec (and so decided on a new cluster)."""
+    wait_for("the operator reading the new spec", release.observed, OBSERVE_TIMEOUT_S, REQUEUE_S)
 
 
 def new_cluster_within(before: dict, seconds: float) -> bool:

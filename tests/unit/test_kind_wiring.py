@@ -73,7 +73,7 @@ def test_kind_local_builds_everything_here_and_changes_only_the_node_and_operato
             "image=local;",
             "clusterkit.kind.nodeimage --kind-version v0.33.0",
             "create cluster --name mnist-serve --config k8s/kind/cluster.yaml",
-            "clusterkit.kube.addons operator",
+            "clusterkit.kube.addons gateway operator",
             "clusterkit.kube.release image",
             "--values charts/ci/kind-values.yaml --set image.repository=localhost/mnist-serve",
             f"--set kuberay.operatorVersion={operator}",
@@ -204,7 +204,7 @@ def test_gitops_test_installs_argo_cd_instead_of_the_release_and_always_tears_do
         [
             "clusterkit/kube/build.sh argocd",
             "clusterkit.kube.cluster up",
-            "clusterkit.kube.addons coredns operator networkpolicies",
+            "clusterkit.kube.addons coredns gateway operator networkpolicies",
             "clusterkit.kube.release image",
             "clusterkit.kube.argocd up",
             "pytest -m gitops tests/gitops",
