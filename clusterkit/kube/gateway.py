@@ -44,6 +44,9 @@ def manifests(tag: str) -> list[dict]:
         "--ping.entryPoint=ping",
         "--providers.kubernetesGateway=true",
         f"--providers.kubernetesGateway.statusAddress.ip={ADDRESS}",
+        # Nothing leaves the cluster: no release check, no usage report.
+        "--global.checkNewVersion=false",
+        "--global.sendAnonymousUsage=false",
         "--log.level=INFO",
         "--accessLog=false",
     ]

@@ -192,6 +192,15 @@ def head_ip(name: str = RELEASE) -> str:
     return ip
 
 
+def wait_settled(timeout_s: float = 1200) -> float:
+    """Seconds until the operator has read the release's spec and no cluster is pending (a new
+    cluster it started for the spec has taken over)."""
+    started = time.monotonic()
+    wait_for("the operator reading the new spec", observed, 120)
+    wait_for("no pending cluster", lambda: clusters()[1] == "", timeout_s)
+    return time.monotonic() - started
+
+
 def wait_ready(timeout_s: float = 900, name: str = RELEASE, namespace: str = NAMESPACE) -> float:
     """Seconds until the operator sets `Ready=True` on the RayService."""
 

@@ -19,6 +19,7 @@ from clusterkit.kube import release, target
 # The tests share one release and each changes it: from the freshly installed chart, through
 # rollouts that keep it serving, to the head-HA cluster last.
 # The NetworkPolicy tests come first after the pods: the release as installed, before any rollout.
+# Token auth and the incremental upgrade come last: each starts a cluster of its own values.
 ORDER = [
     "test_pods",
     "test_network_policy",
@@ -26,6 +27,8 @@ ORDER = [
     "test_rollouts",
     "test_plan_against_operator",
     "test_head_pod_loss",
+    "test_auth_token",
+    "test_incremental_upgrade",
 ]
 
 
