@@ -33,6 +33,7 @@ SIZE = {
     "autoscaler.idleTimeoutSeconds": "10",
 }
 STEPS = {"upgrade.incremental.stepSizePercent": "25", "upgrade.incremental.maxSurgePercent": "50"}
+INCREMENTAL = "NewClusterWithIncrementalUpgrade"
 
 
 @dataclass
@@ -126,7 +127,7 @@ def upgrade(url: str, mnist_test, change: dict[str, str], core, custom) -> Upgra
         thread = threading.Thread(target=sampler, daemon=True)
         thread.start()
         try:
-            release.install(change | SIZE, values=VALUES)
+            release.install(change, values=VALUES)
             wait_for("a pending cluster", lambda: release.clusters()[1] != "", 120)
             wait_for(
                 "the upgrade done",
@@ -189,6 +190,20 @@ def new_weights(result: Upgrade, new_cluster: str) -> list[int]:
     return seen
 
 
+def values(strategy: str, version: str, memory: str) -> dict[str, str]:
+    """The release at SIZE with `strategy`, model `version` and the head's memory limit (in
+    KubeRay's cluster hash: a change of it is a new cluster)."""
+    return (
+        {
+            "upgrade.strategy": f'"{strategy}"',
+            "model.version": f'"{version}"',
+            "head.resources.limits.memory": f'"{memory}"',
+        }
+        | STEPS
+        | SIZE
+    )
+
+
 def describe(what: str, result: Upgrade) -> str:
     pods, cpu = result.peak_extra()
     bad = [o.start - result.t0 for o in failed(result.outcomes)]
@@ -211,23 +226,12 @@ def test_an_incremental_upgrade_moves_traffic_in_steps_with_nothing_failed(
             f"no GatewayClass {gateway.CLASS}: `make kube-up` and kind with KIND_LOCAL=1 install Traefik "
             "(clusterkit.kube.gateway); elsewhere install a Gateway API implementation with that class"
         )
-    blue_green = {"upgrade.strategy": '"NewCluster"'} | STEPS
-    incremental = {"upgrade.strategy": '"NewClusterWithIncrementalUpgrade"'} | STEPS
-    memory = ('"2Gi"', '"3Gi"')
     # The sized cluster, rolled out the plain way (not measured).
-    release.install(
-        blue_green | {"model.version": '"5"', "head.resources.limits.memory": memory[1]} | SIZE, values=VALUES
-    )
+    release.install(values("NewCluster", "5", "3Gi"), values=VALUES)
     release.wait_settled()
     release.wait_ready()
 
-    bg = upgrade(
-        serve_url,
-        mnist_test,
-        blue_green | {"model.version": '"6"', "head.resources.limits.memory": memory[0]},
-        core,
-        custom,
-    )
+    bg = upgrade(serve_url, mnist_test, values("NewCluster", "6", "2Gi"), core, custom)
     report(
         describe("the cluster change blue/green (NewCluster)", bg)
         + f"; version 6 share per 10 s: {bg.shares('6')}"
@@ -235,18 +239,9 @@ def test_an_incremental_upgrade_moves_traffic_in_steps_with_nothing_failed(
     assert failed(bg.outcomes) == [], {(o.status, o.error) for o in failed(bg.outcomes)}
 
     # The strategy alone changes nothing in the cluster; KubeRay creates its Gateway and HTTPRoute.
-    release.install(
-        incremental | {"model.version": '"6"', "head.resources.limits.memory": memory[0]} | SIZE,
-        values=VALUES,
-    )
+    release.install(values(INCREMENTAL, "6", "2Gi"), values=VALUES)
     url = gateway_url(custom)
-    inc = upgrade(
-        url,
-        mnist_test,
-        incremental | {"model.version": '"7"', "head.resources.limits.memory": memory[1]},
-        core,
-        custom,
-    )
+    inc = upgrade(url, mnist_test, values(INCREMENTAL, "7", "3Gi"), core, custom)
     new, _ = release.clusters()
     weights = new_weights(inc, new)
     shares = inc.shares("7")
