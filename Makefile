@@ -402,7 +402,7 @@ kind-load: $(KIND) $(if $(KIND_LOCAL),model,image) ## Build the image and load i
 
 .PHONY: kind-deploy
 kind-deploy: $(HELM) ## helm install the chart with the CPU-only kind values.
-	$(HELM) upgrade --install mnist-serve $(CHART) --namespace $(NAMESPACE) --create-namespace \
+	$(HELM) upgrade --install mnist-serve $(CHART) --namespace $(NAMESPACE) --create-namespace --force-conflicts \
 		--values $(KIND_VALUES) --set image.repository=$(KIND_IMAGE_REPOSITORY) \
 		--set kuberay.operatorVersion=$(KIND_OPERATOR_VERSION) $(KCTX)
 

@@ -93,8 +93,12 @@ def install(
     base: dict[str, str] | None = None,
     values: Path = VALUES,
 ) -> None:
-    """`helm upgrade --install` of `chart` with `values` and `sets(extra, base)`."""
-    args = ["upgrade", "--install", RELEASE, str(chart), "--namespace", NAMESPACE]
+    """`helm upgrade --install` of `chart` with `values` and `sets(extra, base)`. Helm 4 applies
+    server-side, and KubeRay 1.7 adds its finalizer to the RayService with a full update (#4807,
+    rayservice_controller.go Reconcile), which makes the operator a manager of the atomic list
+    rayClusterConfig.workerGroupSpecs: without --force-conflicts every later upgrade is refused
+    ("conflict with "kuberay-operator" ... .spec.rayClusterConfig.workerGroupSpecs")."""
+    args = ["upgrade", "--install", RELEASE, str(chart), "--namespace", NAMESPACE, "--force-conflicts"]
     args += ["--create-namespace", "--values", str(values), "--kubeconfig", str(target.current().kubeconfig)]
     for key, value in sets(extra, base).items():
         args += ["--set-json", f"{key}={value}"]
