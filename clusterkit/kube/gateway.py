@@ -22,7 +22,8 @@ LISTENER_PORT = 80  # KubeRay's DefaultGatewayListenerPort (ray-operator/control
 PING_PORT = 8082  # Traefik's own entry point for /ping, not routed by any Gateway
 # Traefik's Service, at a fixed cluster IP (in kube-up's 10.96.0.0/24 and kind's 10.96.0.0/16): the
 # address Traefik writes into every Gateway's status, how clients and tests reach a Gateway. (From
-# a ClusterIP Service's name Traefik copies no address: it reads only load-balancer ingresses.)
+# a Service Traefik copies only load-balancer ingresses: gatewayAddresses in
+# pkg/provider/kubernetes/gateway/kubernetes.go, v3.6.12.)
 ADDRESS = "10.96.0.80"
 
 
