@@ -1,9 +1,14 @@
-"""The one way the project waits for something: poll a check until it holds."""
+"""The one way the project waits for something (poll a check until it holds) or watches it
+change (sample it on a thread while something else happens)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 def wait_for(
@@ -30,3 +35,27 @@ def wait_for(
                 f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}"
             )
         time.sleep(interval)
+
+
+class Sampler(Generic[T]):
+    """`sample()` every `interval` seconds on a thread while open, each value kept with its
+    time.monotonic(): what a test looks back on after an event (pods, endpoints, a health)."""
+
+    def __init__(self, sample: Callable[[], T], interval: float = 1):
+        self.sample, self.interval = sample, interval
+        self.samples: list[tuple[float, T]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self.sample()))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Sampler[T]:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

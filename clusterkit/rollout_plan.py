@@ -194,12 +194,12 @@ def hashed(cluster: dict, operator: str = DEFAULT_OPERATOR) -> dict:
     spec = copy.deepcopy(cluster)
     spec.pop("suspend", None)
     spec.pop("upgradeStrategy", None)
-    templates = [spec["headGroupSpec"]] if _at_least(operator, "1.7.0") else []
+    templates = [spec["headGroupSpec"]] if at_least(operator, "1.7.0") else []
     for group in spec.get("workerGroupSpecs", []):
         for key in ("replicas", "minReplicas", "maxReplicas"):
             group.pop(key, None)
         group.get("scaleStrategy", {}).pop("workersToDelete", None)
-        if _at_least(operator, "1.7.0"):
+        if at_least(operator, "1.7.0"):
             templates.append(group)
     for group in templates:
         for key in ("tolerations", "schedulingGates"):
@@ -207,7 +207,8 @@ def hashed(cluster: dict, operator: str = DEFAULT_OPERATOR) -> dict:
     return spec
 
 
-def _at_least(version: str, minimum: str) -> bool:
+def at_least(version: str, minimum: str) -> bool:
+    """Whether operator `version` ("1.7.0" or "v1.7.0") is `minimum` or later."""
     return tuple(map(int, version.lstrip("v").split("."))) >= tuple(map(int, minimum.split(".")))
 
 

@@ -190,6 +190,38 @@ def ready_pods(node_type: str, name: str = RELEASE, namespace: str = NAMESPACE) 
     }
 
 
+def serve_endpoints(name: str = RELEASE, namespace: str = NAMESPACE) -> int:
+    """The serve Service's ready pods, from its EndpointSlices, counted as KubeRay counts them for
+    status.numServeEndpoints (v1.7.0 rayservice_controller.go calculateNumServeEndpointsFromSlices).
+    With none, kube-proxy rejects the Service's connections: clients see "connection refused"."""
+    slices = client.DiscoveryV1Api(api()).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={name}-serve-svc"
+    )
+    return len(
+        {
+            endpoint.target_ref.uid
+            for piece in slices.items
+            for endpoint in piece.endpoints or []
+            if endpoint.conditions.ready and endpoint.target_ref
+        }
+    )
+
+
+def unserved(samples: list[tuple[float, int]], since: float) -> str:
+    """The spans of a Sampler of serve_endpoints in which the Service had no ready pod, in seconds
+    from `since` (a time.monotonic()): "" when it always had one."""
+    spans, start = [], None
+    for at, count in samples:
+        if count == 0 and start is None:
+            start = at
+        elif count and start is not None:
+            spans.append(f"{start - since:+.1f} to {at - since:+.1f} s")
+            start = None
+    if start is not None:
+        spans.append(f"{start - since:+.1f} s to the end")
+    return f"no ready serve endpoint {', '.join(spans)}" if spans else ""
+
+
 def head_ip(name: str = RELEASE) -> str:
     """The pod IP of the active cluster's live head (its dashboard listens there on 8265)."""
     (ip,) = [pod.status.pod_ip for pod in pods("head", name) if pod.metadata.deletion_timestamp is None]

@@ -5,7 +5,6 @@ and the operator did. The tests run in this order, each on the state the previou
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
@@ -16,7 +15,7 @@ from clusterkit.kube import argocd, release
 from clusterkit.kube.layout import REPO
 from clusterkit.kube.workloads import apply
 from clusterkit.load import Load, accuracy, failed, summary
-from clusterkit.poll import wait_for
+from clusterkit.poll import Sampler, wait_for
 
 # k8s/argocd/mnist-serve.yaml names each environment's Application and namespace mnist-serve-<env>.
 STAGING_APP = NAMESPACE = "mnist-serve-staging"
@@ -75,37 +74,28 @@ class State:
         return f"{self.sync}/{self.health}{cause} at {self.at:.0f} s"
 
 
-class Watch:
+class Watch(Sampler[State]):
     """The staging Application's sync and health every second while open: the states it went through."""
 
     def __init__(self, name: str = STAGING_APP):
-        self.name = name
-        self.seen: list[State] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.started = time.monotonic()
+        super().__init__(lambda: self.state(name))
 
-    def _run(self) -> None:
-        started = time.monotonic()
-        while not self._stop.is_set():
-            st = status(self.name)
-            health = st.get("health", {})
-            state = State(
-                time.monotonic() - started,
-                st.get("sync", {}).get("status", ""),
-                health.get("status", ""),
-                health.get("message", ""),
-            )
-            if not self.seen or astuple(self.seen[-1])[1:] != astuple(state)[1:]:
-                self.seen.append(state)
-            self._stop.wait(1)
+    def state(self, name: str) -> State:
+        st = status(name)
+        health = st.get("health", {})
+        return State(
+            time.monotonic() - self.started,
+            st.get("sync", {}).get("status", ""),
+            health.get("status", ""),
+            health.get("message", ""),
+        )
 
-    def __enter__(self) -> Watch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+    @property
+    def seen(self) -> list[State]:
+        """The states in order, each kept from the sample where it began."""
+        states = [state for _, state in self.samples]
+        return [s for i, s in enumerate(states) if i == 0 or astuple(states[i - 1])[1:] != astuple(s)[1:]]
 
     def healths(self) -> set[str]:
         return {state.health for state in self.seen}
@@ -183,7 +173,11 @@ def test_a_serve_config_commit_rolls_out_in_place_under_load(repository, mnist_t
         values["model"]["version"] = "2"
         values["serve"]["deployments"]["Classifier"]["user_config"] = {"max_batch_size": 64}
 
-    with Load(serve_url(), mnist_test.images, mnist_test.labels, clients=CLIENTS) as load, Watch() as watch:
+    with (
+        Load(serve_url(), mnist_test.images, mnist_test.labels, clients=CLIENTS) as load,
+        Watch() as watch,
+        Sampler(lambda: release.serve_endpoints(namespace=NAMESPACE), interval=0.5) as endpoints,
+    ):
         load.wait_for(100, timeout_s=120)
         commit, plan, pushed = rolled_out(
             repository, lambda: repository.commit("staging: model version 2, batches of 64", change)
@@ -199,7 +193,9 @@ def test_a_serve_config_commit_rolls_out_in_place_under_load(repository, mnist_t
     )
     assert plan.startswith("KubeRay will update the running cluster in place")
     assert release.clusters(namespace=NAMESPACE)[0] == active, "the serve-config commit started a new cluster"
-    assert failed(load.outcomes) == [], {(o.status, o.error) for o in failed(load.outcomes)}
+    assert failed(load.outcomes) == [], (
+        f"{summary(load.outcomes)}; {release.unserved(endpoints.samples, pushed)}"
+    )
     assert versions_after(load, switched + 1) == {"2"}
     assert accuracy(load.outcomes) >= 0.98
 

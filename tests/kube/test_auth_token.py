@@ -13,17 +13,14 @@ import requests
 
 from clusterkit.kube import release
 from clusterkit.load import Load, failed, summary
+from clusterkit.rollout_plan import at_least
 
 TOKEN = {"auth.mode": '"token"'}
 
 
-def at_least(version: str, minimum: tuple[int, int]) -> bool:
-    return tuple(int(part) for part in version.split(".")[:2]) >= minimum
-
-
 def test_token_auth_guards_the_dashboard_and_not_serve(core, serve_url, mnist_test, report):
     operator = release.operator_version()
-    if not at_least(operator, (1, 6)):
+    if not at_least(operator, "1.6.0"):
         try:
             release.install(TOKEN)
         except RuntimeError as refused:

@@ -18,7 +18,7 @@ from kubernetes import client
 from clusterkit.helmchart import CI_VALUES
 from clusterkit.kube import release, target
 from clusterkit.load import Load, failed, summary
-from clusterkit.poll import wait_for
+from clusterkit.poll import Sampler, wait_for
 
 HA = yaml.safe_load((CI_VALUES / "ha-values.yaml").read_text())
 GROUP = yaml.safe_load(release.VALUES.read_text())["workerGroups"][0]
@@ -51,9 +51,16 @@ def app_running() -> bool:
 
 
 @pytest.fixture(scope="module")
-def ha(core, redis_at):
+def ha(core, redis_at, report):
     """The release switched to head HA (a new cluster: GCS FT is in KubeRay's cluster hash),
-    and back to the CI values after."""
+    and back to the CI values after.
+
+    KubeRay moves the serve Service to the new cluster when its head is Ready and its apps RUNNING
+    (v1.7.0 rayservice_controller.go reconcileServe), not when the Service would have a pod: with
+    the head left out (excludeHeadPodFromServeSvc), only workers whose readiness probe has passed
+    the proxy's /-/healthz count, and Ray's HAProxy fails that check on a worker until a backend
+    server of the app is UP (serve/_private/haproxy_templates.py HAPROXY_HEALTHZ_RULES_TEMPLATE).
+    The fixture measures that gap (the charts README reports it) and waits it out."""
     with redis_at(target.current().host_ip()) as redis:
         name, key = PASSWORD_SECRET
         secret = client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data={key: redis.password})
@@ -61,8 +68,21 @@ def ha(core, redis_at):
         try:
             old, _ = release.clusters()
             release.install(ha_values(redis.address))
-            wait_for("the HA cluster taking the traffic", lambda: release.clusters()[0] not in ("", old), 900)
+            with Sampler(release.serve_endpoints, interval=0.25) as endpoints:
+                wait_for(
+                    "the HA cluster taking the traffic",
+                    lambda: release.clusters()[0] not in ("", old),
+                    900,
+                    interval=0.25,
+                )
+                switched = time.monotonic()
+                served = wait_for("a ready serve endpoint", release.serve_endpoints, 300, interval=0.25)
             wait_for("no pending cluster", lambda: not release.clusters()[1], 300)
+            report(
+                f"kube: switch to the HA cluster (head out of the serve Service): a ready serve "
+                f"endpoint {served:.1f} s after the switch was seen; "
+                f"{release.unserved(endpoints.samples, switched) or 'never without one'}"
+            )
             yield redis
         finally:
             ha_cluster, _ = release.clusters()
@@ -97,7 +117,10 @@ def test_losing_the_head_pod_under_load(ha, core, serve_url, mnist_test, report)
     active, _ = release.clusters()
     (head,) = release.ready_pods("head")
     deployed = applications()["mnist"]["last_deployed_time_s"]
-    with Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load:
+    with (
+        Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load,
+        Sampler(release.serve_endpoints, interval=0.5) as endpoints,
+    ):
         load.wait_for(200, timeout_s=120)
         lost = time.monotonic()
         core.delete_namespaced_pod(head, release.NAMESPACE)
@@ -114,6 +137,8 @@ def test_losing_the_head_pod_under_load(ha, core, serve_url, mnist_test, report)
         f"{running:.0f} s; during: {summary(during)}; after: {summary(after)}"
     )
     # The workers' proxies keep serving, as the chart README says: not one failure, at any time.
-    assert failed(load.between()) == [], summary(load.between())
+    assert failed(load.between()) == [], (
+        f"{summary(load.between())}; {release.unserved(endpoints.samples, lost)}"
+    )
     assert release.clusters() == (active, ""), "the head's loss started a new cluster"
     assert applications()["mnist"]["last_deployed_time_s"] == deployed, "redeployed, not recovered"

@@ -6,7 +6,6 @@ two workers of 2 Ray CPUs for the app at 100%, one at 50%."""
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -18,7 +17,7 @@ from clusterkit.helmchart import CI_VALUES
 from clusterkit.kube import gateway, release
 from clusterkit.kuberay import quantity
 from clusterkit.load import Load, Outcome, failed, summary
-from clusterkit.poll import wait_for
+from clusterkit.poll import Sampler, wait_for
 
 VALUES = CI_VALUES / "incremental-values.yaml"
 SIZE = {
@@ -32,7 +31,6 @@ SIZE = {
     # target_capacity shrinks can give back a node within KubeRay's 20 s between steps.
     "autoscaler.idleTimeoutSeconds": "10",
 }
-STEPS = {"upgrade.incremental.stepSizePercent": "25", "upgrade.incremental.maxSurgePercent": "50"}
 INCREMENTAL = "NewClusterWithIncrementalUpgrade"
 
 
@@ -117,16 +115,7 @@ def upgrade(url: str, mnist_test, change: dict[str, str], core, custom) -> Upgra
     with Load(url, mnist_test.images, mnist_test.labels, clients=4) as load:
         load.wait_for(100, timeout_s=120)
         result = Upgrade(load.outcomes, time.monotonic())
-        stop = threading.Event()
-
-        def sampler() -> None:
-            while not stop.is_set():
-                result.samples.append(sample(core, custom, result.t0))
-                stop.wait(1)
-
-        thread = threading.Thread(target=sampler, daemon=True)
-        thread.start()
-        try:
+        with Sampler(lambda: sample(core, custom, result.t0)) as sampled:
             release.install(change, values=VALUES)
             wait_for("a pending cluster", lambda: release.clusters()[1] != "", 120)
             wait_for(
@@ -143,9 +132,7 @@ def upgrade(url: str, mnist_test, change: dict[str, str], core, custom) -> Upgra
             )
             result.done_s = time.monotonic() - result.t0
             load.wait_for(200, timeout_s=120)
-        finally:
-            stop.set()
-            thread.join()
+    result.samples = [value for _, value in sampled.samples]
     result.outcomes = list(load.outcomes)
     return result
 
@@ -193,15 +180,11 @@ def new_weights(result: Upgrade, new_cluster: str) -> list[int]:
 def values(strategy: str, version: str, memory: str) -> dict[str, str]:
     """The release at SIZE with `strategy`, model `version` and the head's memory limit (in
     KubeRay's cluster hash: a change of it is a new cluster)."""
-    return (
-        {
-            "upgrade.strategy": f'"{strategy}"',
-            "model.version": f'"{version}"',
-            "head.resources.limits.memory": f'"{memory}"',
-        }
-        | STEPS
-        | SIZE
-    )
+    return {
+        "upgrade.strategy": f'"{strategy}"',
+        "model.version": f'"{version}"',
+        "head.resources.limits.memory": f'"{memory}"',
+    } | SIZE
 
 
 def describe(what: str, result: Upgrade) -> str:

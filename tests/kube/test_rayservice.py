@@ -13,7 +13,7 @@ from clusterkit import helmchart
 from clusterkit.kube import release, target
 from clusterkit.kube.layout import REPO
 from clusterkit.load import Load, accuracy, failed, summary
-from clusterkit.poll import wait_for
+from clusterkit.poll import Sampler, wait_for
 
 
 def operator_image(core) -> str:
@@ -73,7 +73,10 @@ def test_locust_through_the_serve_service_meets_the_slos(serve_url, tmp_path, re
 @pytest.mark.smoke
 def test_a_serve_config_change_is_applied_in_place_under_load(serve_url, mnist_test, report):
     cluster_before, _ = release.clusters()
-    with Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load:
+    with (
+        Load(serve_url, mnist_test.images, mnist_test.labels, clients=4) as load,
+        Sampler(release.serve_endpoints, interval=0.5) as endpoints,
+    ):
         load.wait_for(100, timeout_s=120)
         started = time.monotonic()
         release.install({"model.version": '"2"'})
@@ -87,5 +90,5 @@ def test_a_serve_config_change_is_applied_in_place_under_load(serve_url, mnist_t
         f"kube: in-place rollout (model.version 1 -> 2): version 2 answered {switched:.1f} s after "
         f"helm upgrade; {summary(outcomes)}"
     )
-    assert failed(outcomes) == [], {(o.status, o.error) for o in failed(outcomes)}
+    assert failed(outcomes) == [], f"{summary(outcomes)}; {release.unserved(endpoints.samples, started)}"
     assert release.clusters() == (cluster_before, ""), "a new cluster"

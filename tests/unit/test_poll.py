@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from clusterkit.poll import wait_for
+from clusterkit.kube.release import unserved
+from clusterkit.poll import Sampler, wait_for
 
 
 def test_returns_the_seconds_until_the_check_held():
@@ -31,3 +32,30 @@ def test_abort_ends_the_wait_at_once():
     with pytest.raises(RuntimeError, match="the server exited"):
         wait_for("a reply", lambda: False, timeout=60, abort=died)
     assert time.monotonic() - started < 1
+
+
+def test_a_sampler_keeps_each_value_with_its_time_until_closed():
+    values = itertools.count()
+    started = time.monotonic()
+    with Sampler(lambda: next(values), interval=0.05) as sampler:
+        time.sleep(0.5)
+    kept = list(sampler.samples)
+    time.sleep(0.2)
+    assert sampler.samples == kept, "sampled after it was closed"
+    assert [value for _, value in kept] == list(range(len(kept)))
+    assert 5 <= len(kept) <= 11
+    times = [at for at, _ in kept]
+    assert started <= times[0] < times[-1] <= time.monotonic() and times == sorted(times)
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ([2, 2, 1], ""),
+        ([2, 0, 0, 1, 0, 2], "no ready serve endpoint +1.0 to +3.0 s, +4.0 to +5.0 s"),
+        ([1, 0], "no ready serve endpoint +1.0 s to the end"),
+    ],
+)
+def test_unserved_names_each_span_without_a_ready_endpoint(counts, expected):
+    samples = [(100.0 + i, count) for i, count in enumerate(counts)]
+    assert unserved(samples, since=100.0) == expected
