@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import requests
@@ -34,6 +36,12 @@ def ha_values(redis_address: str) -> dict[str, str]:
     (workers,) = copy.deepcopy(HA["workerGroups"])
     workers["resources"]["requests"] = GROUP["resources"]["requests"] | {"cpu": "250m"}
     return {"ha": json.dumps(ha), "workerGroups": json.dumps([workers])}
+
+
+@dataclass(frozen=True)
+class HA:
+    redis: Any  # tests/conftest.py's Redis on the node: address, password, cli()
+    served_s: float  # from the switch seen to the serve Service's first ready pod
 
 
 def applications() -> dict:
@@ -83,7 +91,7 @@ def ha(core, redis_at, report):
                 f"endpoint {served:.1f} s after the switch was seen; "
                 f"{release.unserved(endpoints.samples, switched) or 'never without one'}"
             )
-            yield redis
+            yield HA(redis, served)
         finally:
             ha_cluster, _ = release.clusters()
             release.install({})
@@ -97,7 +105,7 @@ def test_the_ha_pods_match_the_imitation(ha, pods_against_imitation, report):
     """What the operator adds for GCS fault tolerance (RAY_REDIS_ADDRESS, the password from the
     Secret, the storage namespace, the workers' reconnect timeout, the head's annotations) against
     clusterkit.kuberay.gcs_fault_tolerance, which the local layer runs."""
-    lines = pods_against_imitation({PASSWORD_SECRET: ha.password})
+    lines = pods_against_imitation({PASSWORD_SECRET: ha.redis.password})
     report(
         "kube: the operator's HA pods (ci/ha-values.yaml) against clusterkit.kuberay:\n  "
         + "\n  ".join(lines)
@@ -110,7 +118,14 @@ def test_the_head_keeps_gcs_state_in_redis(ha, core):
         "ray.io", "v1", release.NAMESPACE, "rayclusters", active
     )
     # Without an external storage namespace, the operator uses the RayCluster's UID.
-    assert raycluster["metadata"]["uid"] in ha.cli("--scan")
+    assert raycluster["metadata"]["uid"] in ha.redis.cli("--scan")
+
+
+def test_the_switch_leaves_the_serve_service_without_a_pod_at_most_one_probe_period(ha):
+    """KubeRay's worker readiness probe runs every 5 s with a 2 s timeout (v1.7.0 and v1.5.0
+    utils/constant.go DefaultReadinessProbePeriodSeconds, DefaultReadinessProbeTimeoutSeconds):
+    the Service gets its first pod within one probe after the proxies can route."""
+    assert ha.served_s <= 5 + 2
 
 
 def test_losing_the_head_pod_under_load(ha, core, serve_url, mnist_test, report):
