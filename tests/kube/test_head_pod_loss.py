@@ -39,7 +39,7 @@ def ha_values(redis_address: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class HA:
+class HACluster:
     redis: Any  # tests/conftest.py's Redis on the node: address, password, cli()
     served_s: float  # from the switch seen to the serve Service's first ready pod
 
@@ -91,7 +91,7 @@ def ha(core, redis_at, report):
                 f"endpoint {served:.1f} s after the switch was seen; "
                 f"{release.unserved(endpoints.samples, switched) or 'never without one'}"
             )
-            yield HA(redis, served)
+            yield HACluster(redis, served)
         finally:
             ha_cluster, _ = release.clusters()
             release.install({})
