@@ -102,7 +102,7 @@ FORMAT ?= json
 CLIENTS ?= 128
 
 .PHONY: profile
-profile: model wrk ## py-spy on every replica under wrk (TOPOLOGY fused|composed, FORMAT json|raw, CLIENTS).
+profile: model wrk perf-analyzer ## py-spy on every replica under load: wrk (FORMAT json|raw) or perf_analyzer (FORMAT oip-http|oip-grpc); TOPOLOGY, CLIENTS.
 	$(BIN)/python bench/profile_replicas.py --topology $(TOPOLOGY) --format $(FORMAT) --clients $(CLIENTS)
 
 .PHONY: perf-analyzer
