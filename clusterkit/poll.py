@@ -48,8 +48,11 @@ class Sampler(Generic[T]):
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        # One last sample once closed: the samples cover the whole time it was open.
+        while True:
             self.samples.append((time.monotonic(), self.sample()))
+            if self._stop.is_set():
+                return
             self._stop.wait(self.interval)
 
     def __enter__(self) -> Sampler[T]:
